@@ -1,0 +1,1 @@
+"""Composition root of Clients & Cars: settings, engine, CLI, bot wiring."""

@@ -1,0 +1,109 @@
+"""Settings from the environment and an optional ``.env`` file.
+
+A wrong or missing setting ends the program with one clear line naming the variable
+(exit code 2), see :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DB_PATH = Path("data") / "ccbot.sqlite3"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    bot_token: SecretStr | None = Field(default=None, description="Telegram bot token")
+    database_url: str = Field(default=f"sqlite+aiosqlite:///{DEFAULT_DB_PATH}")
+    telegram_api_url: str | None = Field(
+        default=None, description="Base URL of a Bot API server (local server, tests)"
+    )
+    redis_url: str | None = None
+    timezone: str = "Europe/Moscow"
+    default_locale: Literal["ru", "en"] = "ru"
+    default_region: str = Field(default="RU", description="Region for phones without +code")
+    document_prefix: str = Field(default="ЦОА", min_length=1, max_length=5)
+    # The seed's «Настройка полей поиска»: which fields each search box looks in.
+    search_fields_client: str = "name,card"
+    search_fields_contact: str = "phone,email,contact"
+    search_fields_car: str = "plate,vin,body"
+    log_level: str = "INFO"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+    @field_validator("search_fields_client", "search_fields_contact", "search_fields_car")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        from services.normalize import SEARCH_FIELDS  # no aiogram, no DB: safe to import
+
+        fields = [f.strip() for f in value.split(",") if f.strip()]
+        unknown = sorted(set(fields) - set(SEARCH_FIELDS))
+        if not fields or unknown:
+            raise ValueError(
+                f"unknown search fields {unknown}; known: {', '.join(SEARCH_FIELDS)}"
+            )
+        return ",".join(fields)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def search_boxes(self) -> dict[str, tuple[str, ...]]:
+        return {
+            "client": tuple(self.search_fields_client.split(",")),
+            "contact": tuple(self.search_fields_contact.split(",")),
+            "car": tuple(self.search_fields_car.split(",")),
+        }
+
+    def require_token(self) -> str:
+        if self.bot_token is None or not self.bot_token.get_secret_value().strip():
+            raise SettingsError("BOT_TOKEN", "is not set")
+        return self.bot_token.get_secret_value()
+
+
+class SettingsError(Exception):
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; on a bad value raise :class:`SettingsError` naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        variable = str(err["loc"][0]).upper() if err["loc"] else "settings"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise SettingsError(variable, message) from None
+
+
+def exit_on_settings_error(exc: SettingsError) -> None:
+    print(f"ccbot: setting {exc.variable} {exc.problem}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,1 @@
+"""Business rules of Clients & Cars. Nothing here imports aiogram."""

@@ -1,0 +1,1 @@
+"""Models, engine, repositories and migrations."""
