@@ -51,9 +51,7 @@ class Settings(BaseSettings):
     @classmethod
     def _supported_database(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError(
-                "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
-            )
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
     @field_validator("search_fields_client", "search_fields_contact", "search_fields_car")
@@ -64,9 +62,7 @@ class Settings(BaseSettings):
         fields = [f.strip() for f in value.split(",") if f.strip()]
         unknown = sorted(set(fields) - set(SEARCH_FIELDS))
         if not fields or unknown:
-            raise ValueError(
-                f"unknown search fields {unknown}; known: {', '.join(SEARCH_FIELDS)}"
-            )
+            raise ValueError(f"unknown search fields {unknown}; known: {', '.join(SEARCH_FIELDS)}")
         return ",".join(fields)
 
     @property

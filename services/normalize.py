@@ -22,9 +22,23 @@ CAR_FIELDS = frozenset({"plate", "vin", "body"})
 # phonetic equivalents people type on a Latin keyboard (N, R, S, V, U).
 _PLATE_FOLD = str.maketrans(
     {
-        "A": "А", "B": "В", "E": "Е", "K": "К", "M": "М", "H": "Н",
-        "O": "О", "P": "Р", "C": "С", "T": "Т", "Y": "У", "X": "Х",
-        "N": "Н", "R": "Р", "S": "С", "V": "В", "U": "У",
+        "A": "А",
+        "B": "В",
+        "E": "Е",
+        "K": "К",
+        "M": "М",
+        "H": "Н",
+        "O": "О",
+        "P": "Р",
+        "C": "С",
+        "T": "Т",
+        "Y": "У",
+        "X": "Х",
+        "N": "Н",
+        "R": "Р",
+        "S": "С",
+        "V": "В",
+        "U": "У",
         "Ё": "Е",
     }
 )
@@ -32,8 +46,18 @@ _PLATE_FOLD = str.maketrans(
 # keyboard layout with look-alike letters still matches.
 _CODE_FOLD = str.maketrans(
     {
-        "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H",
-        "О": "O", "Р": "P", "С": "C", "Т": "T", "У": "Y", "Х": "X",
+        "А": "A",
+        "В": "B",
+        "Е": "E",
+        "К": "K",
+        "М": "M",
+        "Н": "H",
+        "О": "O",
+        "Р": "P",
+        "С": "C",
+        "Т": "T",
+        "У": "Y",
+        "Х": "X",
     }
 )
 _NOT_ALNUM = re.compile(r"[^0-9A-ZА-ЯЁ]+")

@@ -17,6 +17,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+# Imported for its flush hook, which keeps search terms in step with every ORM write.
+from storage import search_index  # noqa: F401
+
 IMMEDIATE = "ccbot_sqlite_immediate"
 
 

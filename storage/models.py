@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +25,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+)
+from sqlalchemy import (
     text as sql_text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -80,7 +82,7 @@ TermString = String(200).with_variant(String(200, collation="C"), "postgresql")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
 # --- enumerations -------------------------------------------------------------------
@@ -533,9 +535,7 @@ class Booking(Base):
     starts_at: Mapped[datetime] = mapped_column()
     ends_at: Mapped[datetime] = mapped_column()
     reason: Mapped[str | None] = mapped_column(Text)
-    state: Mapped[BookingState] = mapped_column(
-        _enum(BookingState), default=BookingState.ACTIVE
-    )
+    state: Mapped[BookingState] = mapped_column(_enum(BookingState), default=BookingState.ACTIVE)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

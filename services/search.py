@@ -1,0 +1,331 @@
+"""Search for clients and cars: the seed's three boxes and one box that takes anything.
+
+A query is folded once per field (``services.normalize.query_probes``), looked up through
+the indexes (``storage.search_repo``), then ranked: exact, then prefix, then substring,
+then the most recent activity. Each index lookup is capped, so a query that matches half
+the database costs the same as one that matches ten rows; the result then says it has
+"more than" its count.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.filters import ClientFilter, FilterContext
+from services.normalize import CAR_FIELDS, CLIENT_FIELDS, SEARCH_FIELDS, query_probes
+from storage import search_repo
+from storage.filters import filters_condition
+from storage.models import Car, Client, ClientCar
+
+MAX_QUERY_CHARS = 100
+MIN_SUBSTRING = 3  # trigram indexes need three characters
+MIN_PHONE_SUBSTRING = 4
+DEFAULT_CAP = 1000
+DEFAULT_BOXES: dict[str, tuple[str, ...]] = {
+    "client": ("name", "card"),
+    "contact": ("phone", "email", "contact"),
+    "car": ("plate", "vin", "body"),
+}
+
+
+class Box(enum.StrEnum):
+    ANY = "any"
+    CLIENT = "client"
+    CONTACT = "contact"
+    CAR = "car"
+
+
+class Tier(enum.IntEnum):
+    EXACT = 0
+    PREFIX = 1
+    SUBSTRING = 2
+
+
+class Problem(enum.StrEnum):
+    EMPTY = "empty"
+    TOO_LONG = "too_long"
+    NOTHING_TO_SEARCH = "nothing_to_search"  # only punctuation, say
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHit:
+    id: int
+    name: str
+    kind: str
+    inn: str | None
+    main_phone: str | None
+    field: str
+    tier: Tier
+    last_activity_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CarHit:
+    id: int
+    name: str
+    plate: str | None
+    vin: str | None
+    body_number: str | None
+    year: int | None
+    field: str
+    tier: Tier
+    last_activity_at: datetime
+
+
+@dataclass(slots=True)
+class SearchResult:
+    query: str
+    clients: list[ClientHit] = field(default_factory=list)
+    cars: list[CarHit] = field(default_factory=list)
+    clients_total: int = 0
+    cars_total: int = 0
+    # True when a lookup hit its cap: there are more matches than the totals say.
+    more: bool = False
+    problem: Problem | None = None
+
+    @property
+    def found(self) -> bool:
+        return bool(self.clients_total or self.cars_total)
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    tier: Tier
+    field: str
+
+
+class SearchService:
+    def __init__(
+        self,
+        boxes: Mapping[str, Iterable[str]] | None = None,
+        *,
+        cap: int = DEFAULT_CAP,
+    ) -> None:
+        boxes = dict(boxes or DEFAULT_BOXES)
+        self.boxes: dict[Box, tuple[str, ...]] = {
+            Box(name): tuple(fields) for name, fields in boxes.items()
+        }
+        all_fields: list[str] = []
+        for fields in self.boxes.values():
+            all_fields.extend(f for f in fields if f not in all_fields)
+        self.boxes[Box.ANY] = tuple(all_fields)
+        for fields in self.boxes.values():
+            unknown = set(fields) - set(SEARCH_FIELDS)
+            if unknown:
+                raise ValueError(f"unknown search fields: {sorted(unknown)}")
+        self.cap = cap
+
+    async def search(
+        self,
+        session: AsyncSession,
+        text: str,
+        *,
+        box: Box = Box.ANY,
+        filters: frozenset[ClientFilter] = frozenset(),
+        ctx: FilterContext | None = None,
+        offset: int = 0,
+        limit: int = 10,
+    ) -> SearchResult:
+        """Clients and cars matching ``text`` in the fields of ``box``, ranked, one page
+        of each. With filters, only clients passing them and the cars of such clients."""
+        text = text or ""
+        result = SearchResult(query=text)
+        if not text.strip():
+            result.problem = Problem.EMPTY
+            return result
+        if len(text) > MAX_QUERY_CHARS:
+            result.problem = Problem.TOO_LONG
+            return result
+        probes = query_probes(text, self.boxes[box])
+        if not probes:
+            result.problem = Problem.NOTHING_TO_SEARCH
+            return result
+
+        matches: dict[tuple[str, int], _Match] = {}
+        # Probes with the same folded text are looked up together.
+        by_term: dict[str, set[str]] = {}
+        for probe in probes:
+            by_term.setdefault(probe.term, set()).add(probe.field)
+        for term, fields in by_term.items():
+            more = await self._lookup(session, term, fields, matches)
+            result.more = result.more or more
+
+        client_ids = [oid for (kind, oid) in matches if kind == "client"]
+        car_ids = [oid for (kind, oid) in matches if kind == "car"]
+        if filters:
+            if ctx is None:
+                raise ValueError("filters need a FilterContext")
+            client_ids, car_ids = await _apply_filters(session, client_ids, car_ids, filters, ctx)
+
+        clients = await _load_clients(session, client_ids, matches)
+        cars = await _load_cars(session, car_ids, matches)
+        clients.sort(key=lambda h: (h.tier, -h.last_activity_at.timestamp(), h.name, h.id))
+        cars.sort(key=lambda h: (h.tier, -h.last_activity_at.timestamp(), h.name, h.id))
+        result.clients_total, result.cars_total = len(clients), len(cars)
+        result.clients = clients[offset : offset + limit]
+        result.cars = cars[offset : offset + limit]
+        return result
+
+    async def _lookup(
+        self,
+        session: AsyncSession,
+        term: str,
+        fields: set[str],
+        matches: dict[tuple[str, int], _Match],
+    ) -> bool:
+        """Adds the owners whose terms match to ``matches``; True when a cap was hit."""
+        more = False
+        # Exact and prefix matches come from the B-tree and are never crowded out.
+        prefix = await search_repo.prefix_candidates(session, term, fields, self.cap)
+        more |= len(prefix) >= self.cap
+        candidates = list(prefix)
+        words = _words(term, fields)
+        if words:
+            found = await search_repo.substring_candidates(session, words, fields, self.cap)
+            more |= len(found) >= self.cap
+            candidates.extend(found)
+        for cand in candidates:
+            if not all(w in cand.term for w in words or [term]):
+                continue  # the index is a pre-filter; the folded text decides
+            if cand.term == term:
+                tier = Tier.EXACT
+            elif cand.term.startswith(term):
+                tier = Tier.PREFIX
+            else:
+                tier = Tier.SUBSTRING
+            key = (cand.owner_type, cand.owner_id)
+            old = matches.get(key)
+            if old is None or tier < old.tier:
+                matches[key] = _Match(tier, cand.field)
+        return more
+
+
+def _words(term: str, fields: set[str]) -> list[str]:
+    """The pieces of ``term`` to find anywhere: the whole term, or for names each word
+    long enough for the trigram index (so "петров иван" finds "Иван Петров")."""
+    minimum = MIN_PHONE_SUBSTRING if fields == {"phone"} else MIN_SUBSTRING
+    if fields & {"name", "contact"} and " " in term:
+        words = [w for w in term.split(" ") if len(w) >= MIN_SUBSTRING]
+        return words
+    return [term] if len(term) >= minimum else []
+
+
+async def _apply_filters(
+    session: AsyncSession,
+    client_ids: list[int],
+    car_ids: list[int],
+    filters: frozenset[ClientFilter],
+    ctx: FilterContext,
+) -> tuple[list[int], list[int]]:
+    condition = filters_condition(filters, ctx)
+    if client_ids:
+        rows = await session.execute(select(Client.id).where(Client.id.in_(client_ids), condition))
+        client_ids = [r[0] for r in rows]
+    if car_ids:
+        rows = await session.execute(
+            select(ClientCar.car_id)
+            .join(Client, Client.id == ClientCar.client_id)
+            .where(ClientCar.car_id.in_(car_ids), condition)
+            .distinct()
+        )
+        car_ids = [r[0] for r in rows]
+    return client_ids, car_ids
+
+
+async def _load_clients(
+    session: AsyncSession, ids: list[int], matches: Mapping[tuple[str, int], _Match]
+) -> list[ClientHit]:
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(
+            Client.id,
+            Client.name,
+            Client.kind,
+            Client.inn,
+            Client.main_phone,
+            Client.last_activity_at,
+        ).where(Client.id.in_(ids))
+    )
+    hits = []
+    for cid, name, kind, inn, phone, activity in rows:
+        m = matches[("client", cid)]
+        hits.append(ClientHit(cid, name, str(kind), inn, phone, m.field, m.tier, activity))
+    return hits
+
+
+async def _load_cars(
+    session: AsyncSession, ids: list[int], matches: Mapping[tuple[str, int], _Match]
+) -> list[CarHit]:
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(
+            Car.id,
+            Car.name,
+            Car.plate,
+            Car.vin,
+            Car.body_number,
+            Car.year,
+            Car.last_activity_at,
+        ).where(Car.id.in_(ids))
+    )
+    hits = []
+    for cid, name, plate, vin, body, year, activity in rows:
+        m = matches[("car", cid)]
+        hits.append(CarHit(cid, name, plate, vin, body, year, m.field, m.tier, activity))
+    return hits
+
+
+async def list_clients(
+    session: AsyncSession,
+    filters: frozenset[ClientFilter],
+    ctx: FilterContext,
+    *,
+    offset: int = 0,
+    limit: int = 10,
+) -> tuple[list[ClientHit], int]:
+    """The filtered client list without a search string: most recent activity first."""
+    from sqlalchemy import func
+
+    condition = filters_condition(filters, ctx)
+    total = await session.scalar(select(func.count()).select_from(Client).where(condition))
+    rows = await session.execute(
+        select(
+            Client.id,
+            Client.name,
+            Client.kind,
+            Client.inn,
+            Client.main_phone,
+            Client.last_activity_at,
+        )
+        .where(condition)
+        .order_by(Client.last_activity_at.desc(), Client.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    hits = [
+        ClientHit(cid, name, str(kind), inn, phone, "", Tier.EXACT, activity)
+        for cid, name, kind, inn, phone, activity in rows
+    ]
+    return hits, int(total or 0)
+
+
+__all__ = [
+    "CAR_FIELDS",
+    "CLIENT_FIELDS",
+    "Box",
+    "CarHit",
+    "ClientHit",
+    "Problem",
+    "SearchResult",
+    "SearchService",
+    "Tier",
+    "list_clients",
+]
