@@ -66,8 +66,14 @@ _RUS_SUFFIX = re.compile(r"(RUS|РУС)$")
 _DIGITS = re.compile(r"\d")
 
 
+# Control and invisible formatting characters: never part of a value, never searched.
+_INVISIBLE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]"
+)
+
+
 def _nfkc(text: str) -> str:
-    return unicodedata.normalize("NFKC", text)
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
 
 
 def normalize_name(text: str) -> str:

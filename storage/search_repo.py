@@ -7,10 +7,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import Select, and_, literal_column, select
+from sqlalchemy import Select, and_, column, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import SearchTerm
+
+# The FTS5 index made by migration 0002 (SQLite only).
+SEARCH_FTS = table("search_fts", column("rowid"), column("term"))
 
 # Above every character a normalised term can hold: term < prefix + TOP is a prefix range.
 TOP = "\U0010ffff"
@@ -38,12 +41,12 @@ def substring_query(
     cols = (SearchTerm.owner_type, SearchTerm.owner_id, SearchTerm.field, SearchTerm.term)
     if dialect == "sqlite":
         match = " AND ".join(_fts_phrase(w) for w in words)
-        fts_rowid = literal_column("search_fts.rowid")
+        fts_rowid = SEARCH_FTS.c.rowid
         return (
             select(*cols)
-            .select_from(SearchTerm)
-            .join(literal_column("search_fts"), fts_rowid == SearchTerm.id)
-            .where(literal_column("search_fts").op("MATCH")(match))
+            .select_from(SEARCH_FTS)
+            .join(SearchTerm, SearchTerm.id == fts_rowid)
+            .where(SEARCH_FTS.c.term.op("MATCH")(match))
             .where(SearchTerm.field.in_(sorted(fields)))
             .order_by(fts_rowid.desc())
             .limit(cap)

@@ -1,0 +1,115 @@
+"""The one normalisation shared by writing and searching."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.normalize import (
+    InvalidPhone,
+    client_terms,
+    format_phone,
+    is_vin,
+    normalize_code,
+    normalize_name,
+    normalize_plate,
+    parse_phone,
+    phone_fragments,
+    query_probes,
+)
+
+PLATE_LETTERS = "АВЕКМНОРСТУХ"
+LATIN_TWINS = "ABEKMHOPCTYX"
+
+
+@pytest.mark.parametrize(
+    "written", ["8 945 123-10-10", "+7 (945) 1231010", "89451231010", "9451231010", "+79451231010"]
+)
+def test_phones_people_write_are_one_number(written):
+    assert parse_phone(written) == "79451231010"
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "12-34", "+7 945", "8 000 000 00 00 00"])
+def test_bad_phone_says_why(bad):
+    with pytest.raises(InvalidPhone) as err:
+        parse_phone(bad)
+    assert str(err.value)
+
+
+def test_phone_display():
+    assert format_phone("79451231010") == "+7 (945) 123-10-10"
+    assert format_phone("4930123456").startswith("+49")
+
+
+def test_fragment_with_trunk_prefix_also_tries_country_code():
+    assert phone_fragments("8945123") == ["8945123", "7945123"]
+    assert phone_fragments("1231010") == ["1231010"]
+
+
+@pytest.mark.parametrize("typed", ["n123ap", "Н123АР", "н 123 ар", "h123ap", "N-123-AP", "н123ар"])
+def test_plate_alphabets_fold_together(typed):
+    assert normalize_plate(typed) == "Н123АР"
+
+
+def test_plate_region_and_rus_suffix():
+    assert normalize_plate("а 123 вс 77 RUS") == "А123ВС77"
+    assert normalize_plate("a123bc777") == "А123ВС777"
+
+
+def test_phonetic_latin_letters():
+    # N, R, S, V, U as people type them on a Latin keyboard
+    assert normalize_plate("nrsvu") == "НРСВУ"
+
+
+@given(st.text(alphabet=PLATE_LETTERS + LATIN_TWINS + "0123456789 -", max_size=12))
+def test_plate_fold_is_idempotent_and_latin_free(text):
+    once = normalize_plate(text)
+    assert normalize_plate(once) == once
+    assert not set(once) & set(LATIN_TWINS)
+
+
+@given(st.text(max_size=40))
+def test_normalisers_never_raise(text):
+    normalize_name(text)
+    normalize_plate(text)
+    normalize_code(text)
+    query_probes(text, ("name", "phone", "email", "plate", "vin", "body", "card", "inn"))
+
+
+def test_names_fold_case_and_yo():
+    assert normalize_name("  Семёнов   ПЁТР ") == "семенов петр"
+
+
+def test_vin_and_body_numbers():
+    assert normalize_code("nmtbm28e80r058037") == "NMTBM28E80R058037"
+    assert normalize_code("NZE121 - 0123456") == "NZE1210123456"
+    # Cyrillic look-alikes typed on a Russian layout
+    assert normalize_code("НМТВМ") == "HMTBM"
+    # a VIN whose check digit fails is still a VIN (it binds only in North America)
+    assert is_vin("NMTBM28E80R058037")
+    assert is_vin("1HGCM82633A004352") and is_vin("1HGCM82633A004353")
+    assert not is_vin("NMTBM28E80R05803O")  # O is never in a VIN
+
+
+def test_client_terms_fold_every_field():
+    terms = client_terms(
+        "Иванов Иван",
+        inn="7712334545",
+        cards=["dc-0001"],
+        contacts=[("mobile", "79451231010"), ("email", "Ivanov@Mail.ru"), ("address", "Тверская")],
+    )
+    assert {(t.field, t.term) for t in terms} == {
+        ("name", "иванов иван"),
+        ("inn", "7712334545"),
+        ("card", "DC0001"),
+        ("phone", "79451231010"),
+        ("email", "ivanov@mail.ru"),
+        ("contact", "тверская"),
+    }
+
+
+def test_phone_probe_only_for_phone_like_text():
+    assert [p.field for p in query_probes("ivanov", ("phone",))] == []
+    assert {p.term for p in query_probes("8 945 123-10-10", ("phone",))} == {"79451231010"}
+    assert query_probes("123", ("phone",)) == []  # fewer than 4 digits: not searched as phone
