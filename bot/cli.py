@@ -243,15 +243,13 @@ async def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
             print(f"clients: {result.clients_total}{more}")
             for c in result.clients:
                 phone = format_phone(c.main_phone) if c.main_phone else ""
-                print(
-                    f"  #{c.id}\t{c.name}\t{c.inn or ''}\t{phone}\t[{c.field}, {c.tier.name.lower()}]"
-                )
+                why = f"[{c.field}, {c.tier.name.lower()}]"
+                print(f"  #{c.id}\t{c.name}\t{c.inn or ''}\t{phone}\t{why}")
             print(f"cars: {result.cars_total}{more}")
             for car in result.cars:
-                print(
-                    f"  #{car.id}\t{car.name}\t{car.plate or ''}\t{car.vin or car.body_number or ''}"
-                    f"\t[{car.field}, {car.tier.name.lower()}]"
-                )
+                code = car.vin or car.body_number or ""
+                why = f"[{car.field}, {car.tier.name.lower()}]"
+                print(f"  #{car.id}\t{car.name}\t{car.plate or ''}\t{code}\t{why}")
             return 0
 
     return await _with_engine(settings, body)
