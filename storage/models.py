@@ -575,3 +575,26 @@ class AuditLog(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_audit_log_entity", "entity", "entity_id"),)
+
+
+class InviteKind(enum.StrEnum):
+    STAFF = "staff"
+    CLIENT = "client"
+
+
+class Invite(Base):
+    """A one-time, expiring deep link (``t.me/<bot>?start=<token>``): a staff member with a
+    role, or a client's chat. Only the token's SHA-256 is kept."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[InviteKind] = mapped_column(_enum(InviteKind))
+    role: Mapped[Role | None] = mapped_column(_enum(Role))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+    used_by_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
