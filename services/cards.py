@@ -1,0 +1,400 @@
+"""What the client and car cards show: the seed's Information tab, the car history, the
+works and goods of a document and the «Документы покупателя» tab.
+
+Everything is returned as plain frozen dataclasses built from selected columns, so no ORM
+object (and no lazy load) leaves this module. Each function runs a fixed number of queries
+whatever the amount of data: a client card is five (the client with every figure as a
+scalar subquery, then contacts, discount cards, masters and cars), a car card two, a page
+of documents two (the page and the total).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.ledger import (
+    DOCUMENT_ROW_COLUMNS,
+    DocumentRow,
+    client_debt_expr,
+    document_row,
+    open_work_orders_debt_expr,
+)
+from storage.models import (
+    Car,
+    CarRole,
+    Client,
+    ClientCar,
+    ClientKind,
+    ClientMaster,
+    ClientRelation,
+    ContactInfo,
+    ContactKind,
+    DiscountCard,
+    DocState,
+    DocType,
+    Document,
+    DocumentLine,
+    Event,
+    LineKind,
+    PriceType,
+    Staff,
+)
+
+# The car history lists what was done or planned for the car; payments are money, not
+# operations on the car, and live on the client's documents tab.
+HISTORY_DOC_TYPES = tuple(t for t in DocType if t is not DocType.PAYMENT)
+
+
+# --- the client card ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    kind: ContactKind
+    value: str  # phones as E.164 digits (``services.normalize.format_phone`` shows them)
+    comment: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DiscountCardInfo:
+    number: str
+    discount_bp: int  # 500 = 5.00 %
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCarInfo:
+    id: int
+    name: str
+    plate: str | None
+    vin: str | None
+    body_number: str | None
+    year: int | None
+    role: CarRole
+
+
+@dataclass(frozen=True, slots=True)
+class TabCounts:
+    """The numbers on the client's tabs."""
+
+    new_events: int  # unprocessed events
+    # Always 0: there is no cart table yet; the cart comes with the related workstations.
+    cart: int
+    open_orders: int  # customer orders in the open state
+    documents: int  # every document of the client
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCard:
+    id: int
+    name: str
+    kind: ClientKind
+    relation: ClientRelation
+    inn: str | None
+    main_phone: str | None  # E.164 digits
+    contacts: tuple[Contact, ...]
+    last_contact_at: datetime | None  # the latest event; None when there is none
+    debt: int  # kopecks, see services.ledger; negative: the client is in credit
+    open_work_orders_debt: int
+    price_type: str | None
+    discount_cards: tuple[DiscountCardInfo, ...]  # active cards only
+    masters: tuple[str, ...]
+    manager: str | None
+    cars: tuple[ClientCarInfo, ...]
+    counts: TabCounts
+
+
+def _count(*conditions: ColumnElement[bool], of: Any) -> ColumnElement[int]:
+    return select(func.count()).select_from(of).where(*conditions).scalar_subquery()
+
+
+async def client_card(session: AsyncSession, client_id: int) -> ClientCard | None:
+    """The Information tab of a client, or None when there is no such client."""
+    owned = Document.client_id == Client.id
+    head = (
+        await session.execute(
+            select(
+                Client.id,
+                Client.name,
+                Client.kind,
+                Client.relation,
+                Client.inn,
+                Client.main_phone,
+                PriceType.name,
+                Staff.name,
+                select(func.max(Event.created_at))
+                .where(Event.client_id == Client.id)
+                .scalar_subquery(),
+                _count(Event.client_id == Client.id, Event.processed_at.is_(None), of=Event),
+                _count(
+                    owned,
+                    Document.doc_type == DocType.CUSTOMER_ORDER,
+                    Document.state == DocState.OPEN,
+                    of=Document,
+                ),
+                _count(owned, of=Document),
+                client_debt_expr(client_id),
+                open_work_orders_debt_expr(client_id),
+            )
+            .outerjoin(PriceType, PriceType.id == Client.price_type_id)
+            .outerjoin(Staff, Staff.id == Client.manager_id)
+            .where(Client.id == client_id)
+        )
+    ).one_or_none()
+    if head is None:
+        return None
+    (cid, name, kind, relation, inn, phone, price_type, manager) = head[:8]
+    last_contact, new_events, open_orders, documents, debt, wo_debt = head[8:]
+
+    contacts = await session.execute(
+        select(ContactInfo.kind, ContactInfo.value, ContactInfo.comment)
+        .where(ContactInfo.client_id == client_id)
+        .order_by(ContactInfo.id)
+    )
+    cards = await session.execute(
+        select(DiscountCard.number, DiscountCard.discount_bp)
+        .where(DiscountCard.client_id == client_id, DiscountCard.active.is_(True))
+        .order_by(DiscountCard.id)
+    )
+    masters = await session.scalars(
+        select(Staff.name)
+        .join(ClientMaster, ClientMaster.staff_id == Staff.id)
+        .where(ClientMaster.client_id == client_id)
+        .order_by(Staff.name, Staff.id)
+    )
+    cars = await session.execute(
+        select(Car.id, Car.name, Car.plate, Car.vin, Car.body_number, Car.year, ClientCar.role)
+        .join(ClientCar, ClientCar.car_id == Car.id)
+        .where(ClientCar.client_id == client_id)
+        .order_by(Car.last_activity_at.desc(), Car.id.desc())
+    )
+    return ClientCard(
+        id=cid,
+        name=name,
+        kind=kind,
+        relation=relation,
+        inn=inn,
+        main_phone=phone,
+        contacts=tuple(Contact(*row) for row in contacts),
+        last_contact_at=last_contact,
+        debt=int(debt),
+        open_work_orders_debt=int(wo_debt),
+        price_type=price_type,
+        discount_cards=tuple(DiscountCardInfo(*row) for row in cards),
+        masters=tuple(masters),
+        manager=manager,
+        cars=tuple(ClientCarInfo(*row) for row in cars),
+        counts=TabCounts(
+            new_events=int(new_events),
+            cart=0,
+            open_orders=int(open_orders),
+            documents=int(documents),
+        ),
+    )
+
+
+# --- the car card -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CarClient:
+    id: int
+    name: str
+    main_phone: str | None
+    role: CarRole
+
+
+@dataclass(frozen=True, slots=True)
+class CarCard:
+    id: int
+    name: str  # «Наименование», e.g. "TOYOTA, COROLLA седан (_E12J_,_E12T_)"
+    make: str | None
+    model: str | None
+    body: str | None
+    configuration: str | None
+    vin: str | None
+    body_number: str | None
+    plate: str | None
+    year: int | None
+    mileage: int | None
+    clients: tuple[CarClient, ...]  # owners first, then drivers
+
+    @property
+    def model_title(self) -> str:
+        """«Модель» as the card shows it: make, model and body, or the name without them."""
+        parts = [p for p in (self.make, self.model, self.body) if p]
+        return " ".join(parts) if self.make or self.model else self.name
+
+
+async def car_card(session: AsyncSession, car_id: int) -> CarCard | None:
+    """The car information of the Information tab, or None when there is no such car."""
+    car = (
+        await session.execute(
+            select(
+                Car.id,
+                Car.name,
+                Car.make,
+                Car.model,
+                Car.body,
+                Car.configuration,
+                Car.vin,
+                Car.body_number,
+                Car.plate,
+                Car.year,
+                Car.mileage,
+            ).where(Car.id == car_id)
+        )
+    ).one_or_none()
+    if car is None:
+        return None
+    clients = await session.execute(
+        select(Client.id, Client.name, Client.main_phone, ClientCar.role)
+        .join(ClientCar, ClientCar.client_id == Client.id)
+        .where(ClientCar.car_id == car_id)
+        .order_by(case((ClientCar.role == CarRole.OWNER, 0), else_=1), Client.name, Client.id)
+    )
+    return CarCard(*car, clients=tuple(CarClient(*row) for row in clients))
+
+
+# --- lists of documents -------------------------------------------------------------
+
+
+async def _page(
+    session: AsyncSession, conditions: list[ColumnElement[bool]], offset: int, limit: int
+) -> tuple[list[DocumentRow], int]:
+    """One page of the documents meeting ``conditions``, newest first, and how many there
+    are in all."""
+    if offset < 0 or limit < 1:
+        raise ValueError(f"bad page: offset={offset}, limit={limit}")
+    total = await session.scalar(select(func.count()).select_from(Document).where(*conditions))
+    rows = await session.execute(
+        select(*DOCUMENT_ROW_COLUMNS)
+        .where(*conditions)
+        .order_by(Document.date.desc(), Document.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return [document_row(row) for row in rows], int(total or 0)
+
+
+async def car_history(
+    session: AsyncSession, car_id: int, *, offset: int = 0, limit: int = 10
+) -> tuple[list[DocumentRow], int]:
+    """«История автомобиля»: the car's documents (plans, requests, work orders, orders,
+    invoices, sales) newest first, one page, and the total."""
+    conditions = [Document.car_id == car_id, Document.doc_type.in_(HISTORY_DOC_TYPES)]
+    return await _page(session, conditions, offset, limit)
+
+
+async def client_documents(
+    session: AsyncSession,
+    client_id: int,
+    *,
+    doc_types: Collection[DocType] | None = None,
+    organization_id: int | None = None,
+    department_id: int | None = None,
+    offset: int = 0,
+    limit: int = 10,
+) -> tuple[list[DocumentRow], int]:
+    """«Документы покупателя»: every document of the client newest first, one page, and the
+    total. ``doc_types`` None means every type (an empty collection matches nothing)."""
+    conditions = [Document.client_id == client_id]
+    if doc_types is not None:
+        conditions.append(Document.doc_type.in_(sorted(doc_types)))
+    if organization_id is not None:
+        conditions.append(Document.organization_id == organization_id)
+    if department_id is not None:
+        conditions.append(Document.department_id == department_id)
+    return await _page(session, conditions, offset, limit)
+
+
+# --- the works and goods of a document ----------------------------------------------
+
+
+def _times_milli(value: int, milli: int) -> int:
+    """``value × milli / 1000`` in whole kopecks, half away from zero."""
+    q, r = divmod(abs(value * milli), 1000)
+    q += r * 2 >= 1000
+    return q if value * milli >= 0 else -q
+
+
+@dataclass(frozen=True, slots=True)
+class WorkLine:
+    line_no: int
+    item: str  # «Работа»
+    article: str | None  # «Артикул»
+    qty_milli: int
+    norm_hours_milli: int | None  # «Норма времени»; None for a work at a fixed price
+    price_per_hour: int | None  # «н/ч»: the price of one norm-hour
+    price: int  # one work: norm hours × price per hour, or the fixed price
+    amount: int  # «Сумма» as written on the document
+    discount_bp: int  # «% ск.»
+
+
+@dataclass(frozen=True, slots=True)
+class GoodsLine:
+    line_no: int
+    item: str  # «Номенклатура»
+    catalogue_number: str | None  # «№ кат.»
+    maker: str | None  # «Производитель»
+    qty_milli: int
+    price: int
+    amount: int
+    discount_bp: int
+    shipped_qty_milli: int
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentView:
+    document: DocumentRow
+    works: tuple[WorkLine, ...]
+    goods: tuple[GoodsLine, ...]
+
+    @property
+    def works_amount(self) -> int:
+        return sum(w.amount for w in self.works)
+
+    @property
+    def goods_amount(self) -> int:
+        return sum(g.amount for g in self.goods)
+
+
+async def document_lines(session: AsyncSession, document_id: int) -> DocumentView | None:
+    """The works and goods of one document (the Works and Goods tabs), or None."""
+    head = (
+        await session.execute(select(*DOCUMENT_ROW_COLUMNS).where(Document.id == document_id))
+    ).one_or_none()
+    if head is None:
+        return None
+    lines = await session.execute(
+        select(
+            DocumentLine.kind,
+            DocumentLine.line_no,
+            DocumentLine.item,
+            DocumentLine.catalogue_number,
+            DocumentLine.maker,
+            DocumentLine.qty_milli,
+            DocumentLine.norm_hours_milli,
+            DocumentLine.price,
+            DocumentLine.amount,
+            DocumentLine.discount_bp,
+            DocumentLine.shipped_qty_milli,
+        )
+        .where(DocumentLine.document_id == document_id)
+        .order_by(DocumentLine.line_no, DocumentLine.id)
+    )
+    works: list[WorkLine] = []
+    goods: list[GoodsLine] = []
+    for kind, no, item, cat, maker, qty, norm, price, amount, disc, shipped in lines:
+        if kind is LineKind.WORK:
+            per_hour = price if norm is not None else None
+            unit = _times_milli(price, norm) if norm is not None else price
+            works.append(WorkLine(no, item, cat, qty, norm, per_hour, unit, amount, disc))
+        else:
+            goods.append(GoodsLine(no, item, cat, maker, qty, price, amount, disc, shipped))
+    return DocumentView(document_row(head), tuple(works), tuple(goods))
