@@ -276,24 +276,14 @@ async def make_payment(
 ) -> Document:
     """A payment document of ``amount`` kopecks for ``base``, paid by ``client`` (by
     default the base's client)."""
-    if client is not None:
-        payer_id = client.id
-    elif base is not None:
-        payer_id = base.client_id
-    else:
-        raise ValueError("a payment needs a base document or a client")
-    doc = Document(
-        doc_type=DocType.PAYMENT,
-        number=await next_number(session, DocType.PAYMENT, PREFIX),
-        state=state,
-        client_id=payer_id,
-        base_id=base.id if base else None,
-        amount=amount,
-        payment=Payment(method=method),
+    if client is None:
+        if base is None:
+            raise ValueError("a payment needs a base document or a client")
+        client = await session.get_one(Client, base.client_id)
+    doc = await make_document(
+        session, client, DocType.PAYMENT, state=state, base=base, amount=amount, date=date
     )
-    if date is not None:
-        doc.date = date
-    session.add(doc)
+    session.add(Payment(document_id=doc.id, method=method))
     await session.flush()
     return doc
 
