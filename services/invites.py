@@ -125,7 +125,7 @@ async def redeem_staff_invite(
         session,
         telegram_id=telegram_id,
         name=name or str(telegram_id),
-        role=Role(role),
+        role=Role(str(role)),
         locale=locale,
         actor=None,
     )

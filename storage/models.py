@@ -440,6 +440,7 @@ class Document(Base):
         UniqueConstraint("doc_type", "number", name="uq_documents_type_number"),
         Index("ix_documents_client_type_state", "client_id", "doc_type", "state"),
         Index("ix_documents_car_date", "car_id", "date"),
+        Index("ix_documents_client_date", "client_id", "date"),
         Index("ix_documents_type_state", "doc_type", "state"),
         Index("ix_documents_author", "author_id"),
         Index("ix_documents_manager", "manager_id"),

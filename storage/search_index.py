@@ -47,10 +47,12 @@ def _client_rows(session: Session, client_ids: set[int]) -> list[dict[str, Any]]
     ):
         contacts.setdefault(cid, []).append((str(kind), value))
     cards: dict[int, list[str]] = {}
-    for cid, number in session.execute(
+    for holder, number in session.execute(
         select(DiscountCard.client_id, DiscountCard.number).where(DiscountCard.client_id.in_(ids))
     ):
-        cards.setdefault(cid, []).append(number)
+        if holder is None:
+            continue
+        cards.setdefault(holder, []).append(number)
     for cid, name, inn in clients:
         terms = client_terms(name, inn, cards.get(cid, []), contacts.get(cid, []))
         rows.extend(term_rows("client", cid, terms))
@@ -91,7 +93,7 @@ def _after_flush(session: Session, _flush: UOWTransaction) -> None:
             client_ids.add(obj.id)
         elif isinstance(obj, ContactInfo | DiscountCard):
             # the old holder too, when a row moved to another client
-            history = inspect(obj).attrs.client_id.history
+            history = inspect(obj).attrs.client_id.history  # type: ignore[attr-defined]
             client_ids.update(i for i in (obj.client_id, *history.deleted) if i is not None)
         elif isinstance(obj, Car):
             car_ids.add(obj.id)

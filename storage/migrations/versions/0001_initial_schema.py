@@ -402,6 +402,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_documents_author", ["author_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_documents_base_id"), ["base_id"], unique=False)
         batch_op.create_index("ix_documents_car_date", ["car_id", "date"], unique=False)
+        batch_op.create_index("ix_documents_client_date", ["client_id", "date"], unique=False)
         batch_op.create_index(
             "ix_documents_client_type_state", ["client_id", "doc_type", "state"], unique=False
         )
@@ -643,6 +644,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_documents_type_state")
         batch_op.drop_index("ix_documents_manager")
         batch_op.drop_index("ix_documents_client_type_state")
+        batch_op.drop_index("ix_documents_client_date")
         batch_op.drop_index("ix_documents_car_date")
         batch_op.drop_index(batch_op.f("ix_documents_base_id"))
         batch_op.drop_index("ix_documents_author")
