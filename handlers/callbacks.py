@@ -1,0 +1,67 @@
+"""Every button's data, typed. Ids and enums only; each packs to at most 64 bytes.
+
+A press is input from outside: handlers re-check the role and re-read the object.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class ClientTab(enum.StrEnum):
+    INFO = "i"
+    EVENTS = "e"
+    ORDERS = "o"
+    DOCUMENTS = "d"
+    CARS = "c"
+    CONTACT = "r"  # register a contact
+
+
+class SearchPage(CallbackData, prefix="sp"):
+    page: int
+
+
+class OpenClient(CallbackData, prefix="cl"):
+    client_id: int
+    tab: ClientTab = ClientTab.INFO
+    page: int = 0
+
+
+class OpenCar(CallbackData, prefix="ca"):
+    car_id: int
+    page: int = 0  # the history page
+
+
+class OpenDocument(CallbackData, prefix="dc"):
+    document_id: int
+
+
+class DocumentsFilter(CallbackData, prefix="df"):
+    client_id: int
+    doc_type: str = ""  # "" = every type
+    organization_id: int = 0  # 0 = every organization
+    page: int = 0
+
+
+class OrdersView(CallbackData, prefix="ov"):
+    client_id: int
+    car_id: int = 0  # 0 = every car (the seed's «По автомобилю» toggle)
+    page: int = 0
+
+
+class FilterToggle(CallbackData, prefix="ft"):
+    flt: str
+
+
+class FilterList(CallbackData, prefix="fl"):
+    page: int
+
+
+class Back(CallbackData, prefix="bk"):
+    pass
+
+
+class SetLanguage(CallbackData, prefix="lg"):
+    code: str

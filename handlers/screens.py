@@ -1,0 +1,776 @@
+"""The screens of the staff workstation: each typed button renders one screen.
+
+A screen is built from the database every time (a press re-reads the object), after the
+staff member's role is checked for it. ``Stale`` means the object or the context is gone
+("this button is out of date"); ``Forbidden`` that the role may not see it. Neither ever
+reaches Telegram as an error: ``handlers.navigation`` answers and audits them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Settings
+from handlers import fmt
+from handlers.callbacks import (
+    Back,
+    ClientTab,
+    DocumentsFilter,
+    FilterList,
+    FilterToggle,
+    OpenCar,
+    OpenClient,
+    OpenDocument,
+    OrdersView,
+    SearchPage,
+)
+from handlers.fmt import q
+from services import cards, ledger
+from services.access import Permission, can
+from services.events import list_events
+from services.filters import ClientFilter, FilterContext
+from services.search import Box, CarHit, ClientHit, SearchService, list_clients
+from storage.models import DocState, DocType, Document, EventKind, Organization, Staff
+
+PAGE = 10
+# Every hit of a search is ranked in memory anyway (see services.search); pages are cut here.
+MAX_HITS = 1000
+BUTTON_CHARS = 60
+
+
+class Stale(Exception):
+    """The object or the screen's context is gone: the button is out of date."""
+
+
+class Forbidden(Exception):
+    """The staff member's role may not see this."""
+
+
+@dataclass(slots=True)
+class Screen:
+    text: str
+    markup: InlineKeyboardMarkup | None = None
+
+
+@dataclass(slots=True)
+class ScreenContext:
+    session: AsyncSession
+    staff: Staff
+    settings: Settings
+    search_service: SearchService
+    state: FSMContext
+
+    def require(self, permission: Permission) -> None:
+        if not can(self.staff, permission):
+            raise Forbidden(permission.value)
+
+    def filter_context(self) -> FilterContext:
+        return FilterContext.for_day(self.staff.id, self.settings.tz)
+
+
+# --- labels -------------------------------------------------------------------------
+
+
+def doc_type_name(doc_type: DocType) -> str:
+    return {
+        DocType.CUSTOMER_ORDER: _("Customer order"),
+        DocType.WORK_ORDER: _("Work order"),
+        DocType.REPAIR_REQUEST: _("Repair request"),
+        DocType.REPAIR_PLAN: _("Repair plan"),
+        DocType.INVOICE: _("Invoice"),
+        DocType.SALE: _("Sale"),
+        DocType.PAYMENT: _("Payment"),
+    }[DocType(doc_type)]
+
+
+def state_name(doc_type: DocType, state: DocState) -> str:
+    if DocType(doc_type) is DocType.WORK_ORDER and DocState(state) is DocState.REQUEST:
+        return _("request")
+    return {
+        DocState.OPEN: _("open"),
+        DocState.REQUEST: _("request"),
+        DocState.IN_PROGRESS: _("in progress"),
+        DocState.COMPLETED: _("completed, awaiting pickup"),
+        DocState.CLOSED: _("closed"),
+        DocState.POSTED: _("posted"),
+        DocState.CANCELLED: _("cancelled"),
+    }[DocState(state)]
+
+
+def filter_name(flt: ClientFilter) -> str:
+    return {
+        ClientFilter.MINE: _("Only mine"),
+        ClientFilter.NEW_EVENTS: _("With new events"),
+        ClientFilter.OPEN_ORDERS: _("With open orders"),
+        ClientFilter.RESERVED: _("With goods reserved"),
+        ClientFilter.BOOKED_TODAY: _("Booked for today"),
+        ClientFilter.ON_SERVICE: _("On service"),
+        ClientFilter.AWAITING_PICKUP: _("Awaiting pickup"),
+    }[flt]
+
+
+def event_kind_name(kind: EventKind) -> str:
+    return {
+        EventKind.CALL: _("Call"),
+        EventKind.SMS: _("SMS"),
+        EventKind.EMAIL: _("E-mail"),
+        EventKind.TELEGRAM: _("Telegram"),
+        EventKind.VISIT: _("Visit"),
+        EventKind.NOTE: _("Note"),
+    }[EventKind(kind)]
+
+
+def contact_kind_name(kind: str) -> str:
+    return {
+        "mobile": _("Mobile phone"),
+        "phone": _("Phone"),
+        "email": _("E-mail"),
+        "address": _("Address"),
+        "other": _("Other"),
+    }.get(str(kind), str(kind))
+
+
+def _cut(text: str, limit: int = BUTTON_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def client_button(hit: ClientHit) -> InlineKeyboardButton:
+    label = hit.name + (f" · {fmt.format_phone(hit.main_phone)}" if hit.main_phone else "")
+    return InlineKeyboardButton(
+        text=_cut("👤 " + label), callback_data=OpenClient(client_id=hit.id).pack()
+    )
+
+
+def car_button(hit: CarHit | cards.ClientCarInfo) -> InlineKeyboardButton:
+    code = hit.plate or hit.vin or hit.body_number or ""
+    label = f"{code} · {hit.name}" if code else hit.name
+    return InlineKeyboardButton(
+        text=_cut("🚗 " + label), callback_data=OpenCar(car_id=hit.id).pack()
+    )
+
+
+def pager(
+    make: Callable[[int], CallbackData], page: int, pages: int
+) -> list[InlineKeyboardButton]:
+    if pages <= 1:
+        return []
+    row = []
+    if page > 0:
+        row.append(InlineKeyboardButton(text="◀", callback_data=make(page - 1).pack()))
+    row.append(InlineKeyboardButton(text=f"{page + 1}/{pages}", callback_data=make(page).pack()))
+    if page + 1 < pages:
+        row.append(InlineKeyboardButton(text="▶", callback_data=make(page + 1).pack()))
+    return row
+
+
+def back_button() -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=_("« Back"), callback_data=Back().pack())
+
+
+def _pages(total: int, size: int = PAGE) -> int:
+    return max(1, math.ceil(total / size))
+
+
+def _page_in_range(page: int, total: int, size: int = PAGE) -> int:
+    if page < 0 or page >= _pages(total, size):
+        raise Stale("page")
+    return page
+
+
+# --- search ---------------------------------------------------------------------------
+
+
+async def search_screen(cb: SearchPage, ctx: ScreenContext) -> Screen:
+    ctx.require(Permission.SEARCH)
+    data = await ctx.state.get_data()
+    search = data.get("search")
+    if not search:
+        raise Stale("search context")
+    filters = frozenset(ClientFilter(f) for f in data.get("filters", []))
+    result = await ctx.search_service.search(
+        ctx.session,
+        search["q"],
+        box=Box(search["box"]),
+        filters=filters,
+        ctx=ctx.filter_context(),
+        limit=MAX_HITS,
+    )
+    hits: list[InlineKeyboardButton] = [client_button(c) for c in result.clients]
+    hits += [car_button(c) for c in result.cars]
+    page = _page_in_range(cb.page, len(hits))
+    more = "+" if result.more else ""
+    lines = [
+        "🔎 " + _("Search: {query}").format(query=f"<b>{q(search['q'])}</b>"),
+        _("Clients: {clients} · Cars: {cars}").format(
+            clients=f"{result.clients_total}{more}", cars=f"{result.cars_total}{more}"
+        ),
+    ]
+    if filters:
+        lines.append(
+            _("Filters: {names}").format(names=", ".join(filter_name(f) for f in sorted(filters)))
+        )
+    if result.more:
+        lines.append(_("Showing the best matches; type more of the name or number to narrow."))
+    if not hits:
+        lines += ["", nothing_found_hint()]
+    builder = InlineKeyboardBuilder()
+    for button in hits[page * PAGE : (page + 1) * PAGE]:
+        builder.row(button)
+    builder.row(*pager(lambda p: SearchPage(page=p), page, _pages(len(hits))))
+    return Screen("\n".join(lines), builder.as_markup())
+
+
+def nothing_found_hint() -> str:
+    return _(
+        "Nothing found. Try part of the plate (in any alphabet), the last 4 or more digits "
+        "of the phone, the end of the VIN, or part of the name."
+    )
+
+
+# --- filters ----------------------------------------------------------------------------
+
+
+async def filters_screen(cb: FilterToggle, ctx: ScreenContext) -> Screen:
+    ctx.require(Permission.SEARCH)
+    data = await ctx.state.get_data()
+    chosen = {ClientFilter(f) for f in data.get("filters", [])}
+    if cb.flt == "clear":
+        chosen.clear()
+    elif cb.flt:
+        try:
+            flt = ClientFilter(cb.flt)
+        except ValueError:
+            raise Stale("filter") from None
+        chosen ^= {flt}
+    await ctx.state.update_data(filters=sorted(f.value for f in chosen))
+    builder = InlineKeyboardBuilder()
+    for flt in ClientFilter:
+        mark = "✓ " if flt in chosen else "   "
+        builder.row(
+            InlineKeyboardButton(
+                text=mark + filter_name(flt), callback_data=FilterToggle(flt=flt.value).pack()
+            )
+        )
+    builder.row(
+        InlineKeyboardButton(text=_("Show the list"), callback_data=FilterList(page=0).pack()),
+        InlineKeyboardButton(text=_("Clear"), callback_data=FilterToggle(flt="clear").pack()),
+    )
+    text = _(
+        "Filters: tap to switch on or off, then show the list. "
+        "They also narrow what you search for."
+    )
+    return Screen(text, builder.as_markup())
+
+
+async def filter_list_screen(cb: FilterList, ctx: ScreenContext) -> Screen:
+    ctx.require(Permission.SEARCH)
+    data = await ctx.state.get_data()
+    filters = frozenset(ClientFilter(f) for f in data.get("filters", []))
+    hits, total = await list_clients(
+        ctx.session, filters, ctx.filter_context(), offset=max(cb.page, 0) * PAGE, limit=PAGE
+    )
+    page = _page_in_range(cb.page, total)
+    names = ", ".join(filter_name(f) for f in sorted(filters)) or _("none")
+    lines = [_("Clients: {count}").format(count=total), _("Filters: {names}").format(names=names)]
+    if not hits:
+        lines.append(_("No client matches these filters."))
+    builder = InlineKeyboardBuilder()
+    for hit in hits:
+        builder.row(client_button(hit))
+    builder.row(*pager(lambda p: FilterList(page=p), page, _pages(total)))
+    builder.row(
+        InlineKeyboardButton(
+            text=_("Change the filters"), callback_data=FilterToggle(flt="").pack()
+        )
+    )
+    return Screen("\n".join(lines), builder.as_markup())
+
+
+# --- the client card ----------------------------------------------------------------
+
+
+async def client_screen(cb: OpenClient, ctx: ScreenContext) -> Screen:
+    ctx.require(Permission.SEARCH)
+    card = await cards.client_card(ctx.session, cb.client_id)
+    if card is None:
+        raise Stale("client")
+    if cb.tab is ClientTab.EVENTS:
+        ctx.require(Permission.EVENTS)
+        return await _events_tab(card, cb, ctx)
+    if cb.tab is ClientTab.CARS:
+        return _cars_tab(card)
+    if cb.tab is not ClientTab.INFO:
+        raise Stale("tab")
+    return Screen(client_info_text(card, ctx), client_tabs(card, ctx.staff))
+
+
+def client_header(card: cards.ClientCard) -> list[str]:
+    kind = _("company") if str(card.kind) == "company" else _("person")
+    relation = {"buyer": _("buyer"), "supplier": _("supplier")}.get(str(card.relation), _("other"))
+    header = [
+        f"<b>{q(card.name)}</b>",
+        f"{relation} · {kind}"
+        + (" · " + _("INN {inn}").format(inn=q(card.inn)) if card.inn else ""),
+    ]
+    if card.main_phone:
+        header.append("📞 " + fmt.phone(card.main_phone))
+    return header
+
+
+def client_info_text(card: cards.ClientCard, ctx: ScreenContext) -> str:
+    tz = ctx.settings.tz
+    lines = client_header(card)
+    if card.contacts:
+        lines += ["", "<b>" + _("Contacts") + "</b>"]
+        for c in card.contacts:
+            value = fmt.phone(c.value) if str(c.kind) in ("mobile", "phone") else q(c.value)
+            comment = f" ({q(c.comment)})" if c.comment else ""
+            lines.append(f"• {contact_kind_name(c.kind)}: {value}{comment}")
+    lines += [
+        "",
+        _("Last contact: {when}").format(when=fmt.when(card.last_contact_at, tz)),
+    ]
+    if can(ctx.staff, Permission.ORDERS) or can(ctx.staff, Permission.DOCUMENTS):
+        lines += [
+            _("Debt: {amount}").format(amount=fmt.money(card.debt)),
+            _("Debt on open work orders: {amount}").format(
+                amount=fmt.money(card.open_work_orders_debt)
+            ),
+        ]
+    lines.append(_("Price type: {name}").format(name=q(card.price_type)))
+    discount = ", ".join(
+        f"{q(d.number)} ({fmt.percent(d.discount_bp)})" for d in card.discount_cards
+    )
+    lines.append(_("Discount cards: {cards}").format(cards=discount or "—"))
+    lines.append(_("Masters: {names}").format(names=", ".join(q(m) for m in card.masters) or "—"))
+    lines.append(_("Manager: {name}").format(name=q(card.manager)))
+    if card.cars:
+        lines += ["", "<b>" + _("Cars") + "</b>"]
+        for car in card.cars:
+            code = car.plate or car.vin or car.body_number
+            lines.append(f"• {q(car.name)} — {q(code)}")
+    return "\n".join(lines)
+
+
+def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
+    cid = card.id
+    builder = InlineKeyboardBuilder()
+    row = []
+    if can(staff, Permission.EVENTS):
+        row.append(
+            InlineKeyboardButton(
+                text=_("Events ({new} new)").format(new=card.counts.new_events),
+                callback_data=OpenClient(client_id=cid, tab=ClientTab.EVENTS).pack(),
+            )
+        )
+    if can(staff, Permission.ORDERS):
+        row.append(
+            InlineKeyboardButton(
+                text=_("Orders ({count})").format(count=card.counts.open_orders),
+                callback_data=OrdersView(client_id=cid).pack(),
+            )
+        )
+    if row:
+        builder.row(*row)
+    if can(staff, Permission.DOCUMENTS):
+        builder.row(
+            InlineKeyboardButton(
+                text=_("Documents ({count})").format(count=card.counts.documents),
+                callback_data=DocumentsFilter(client_id=cid).pack(),
+            )
+        )
+    for car in card.cars[:8]:
+        builder.row(car_button(car))
+    if len(card.cars) > 8:
+        builder.row(
+            InlineKeyboardButton(
+                text=_("All cars ({count})").format(count=len(card.cars)),
+                callback_data=OpenClient(client_id=cid, tab=ClientTab.CARS).pack(),
+            )
+        )
+    builder.row(back_button())
+    return builder.as_markup()
+
+
+async def _events_tab(card: cards.ClientCard, cb: OpenClient, ctx: ScreenContext) -> Screen:
+    rows, total = await list_events(
+        ctx.session, card.id, offset=max(cb.page, 0) * PAGE, limit=PAGE
+    )
+    page = _page_in_range(cb.page, total)
+    tz = ctx.settings.tz
+    blocks = []
+    for e in rows:
+        mark = "🆕 " if e.is_new else ""
+        direction = "→" if str(e.direction) == "out" else "←"
+        head = f"{mark}{fmt.when(e.created_at, tz)} · {event_kind_name(e.kind)} {direction}"
+        if e.author:
+            head += f" · {q(e.author)}"
+        body = f"\n{q(e.text)}" if e.text else ""
+        blocks.append(head + body)
+    header = "\n".join([*client_header(card), "", "<b>" + _("Events") + "</b>"])
+    if not blocks:
+        blocks.append(_("No events yet."))
+    text = fmt.paginate(header, blocks)[0]
+    builder = InlineKeyboardBuilder()
+    builder.row(
+        *pager(
+            lambda p: OpenClient(client_id=card.id, tab=ClientTab.EVENTS, page=p),
+            page,
+            _pages(total),
+        )
+    )
+    builder.row(back_button())
+    return Screen(text, builder.as_markup())
+
+
+def _cars_tab(card: cards.ClientCard) -> Screen:
+    builder = InlineKeyboardBuilder()
+    for car in card.cars:
+        builder.row(car_button(car))
+    builder.row(back_button())
+    text = "\n".join([*client_header(card), "", _("Cars: {count}").format(count=len(card.cars))])
+    return Screen(text, builder.as_markup())
+
+
+# --- orders and documents ------------------------------------------------------------
+
+
+async def orders_screen(cb: OrdersView, ctx: ScreenContext) -> Screen:
+    ctx.require(Permission.ORDERS)
+    card = await cards.client_card(ctx.session, cb.client_id)
+    if card is None:
+        raise Stale("client")
+    car_ids = {c.id for c in card.cars}
+    if cb.car_id and cb.car_id not in car_ids:
+        raise Stale("car")
+    balances = await ledger.order_balances(
+        ctx.session, card.id, car_id=cb.car_id or None, open_only=True
+    )
+    page = _page_in_range(cb.page, len(balances))
+    tz = ctx.settings.tz
+    blocks = []
+    for b in balances[page * PAGE : (page + 1) * PAGE]:
+        d = b.document
+        blocks.append(
+            f"<b>{q(d.number)}</b> · {fmt.day(d.date, tz)} · {state_name(d.doc_type, d.state)}\n"
+            + _("total {total} · paid {paid} · debt {debt}").format(
+                total=fmt.money(b.total), paid=fmt.money(b.paid), debt=fmt.money(b.debt)
+            )
+        )
+    title = _("Open orders: {count}").format(count=len(balances))
+    if cb.car_id:
+        car = next(c for c in card.cars if c.id == cb.car_id)
+        title += " · " + q(car.plate or car.name)
+    header = "\n".join([*client_header(card), "", "<b>" + title + "</b>"])
+    if not blocks:
+        blocks.append(_("No open orders."))
+    builder = InlineKeyboardBuilder()
+    for b in balances[page * PAGE : (page + 1) * PAGE]:
+        builder.row(
+            InlineKeyboardButton(
+                text=_cut(f"📄 {b.document.number} · {fmt.money(b.debt)}"),
+                callback_data=OpenDocument(document_id=b.document.id).pack(),
+            )
+        )
+    builder.row(
+        *pager(
+            lambda p: OrdersView(client_id=card.id, car_id=cb.car_id, page=p),
+            page,
+            _pages(len(balances)),
+        )
+    )
+    if card.cars:
+        toggles = [
+            InlineKeyboardButton(
+                text=("✓ " if not cb.car_id else "") + _("All cars"),
+                callback_data=OrdersView(client_id=card.id).pack(),
+            )
+        ]
+        for car in card.cars[:4]:
+            toggles.append(
+                InlineKeyboardButton(
+                    text=("✓ " if cb.car_id == car.id else "") + _cut(car.plate or car.name, 20),
+                    callback_data=OrdersView(client_id=card.id, car_id=car.id).pack(),
+                )
+            )
+        builder.row(*toggles)
+    builder.row(back_button())
+    return Screen(fmt.paginate(header, blocks)[0], builder.as_markup())
+
+
+DOC_FILTERS = (
+    DocType.CUSTOMER_ORDER,
+    DocType.INVOICE,
+    DocType.SALE,
+    DocType.WORK_ORDER,
+    DocType.REPAIR_REQUEST,
+    DocType.PAYMENT,
+)
+
+
+async def documents_screen(cb: DocumentsFilter, ctx: ScreenContext) -> Screen:
+    ctx.require(Permission.DOCUMENTS)
+    card = await cards.client_card(ctx.session, cb.client_id)
+    if card is None:
+        raise Stale("client")
+    doc_types = None
+    if cb.doc_type:
+        try:
+            doc_types = {DocType(cb.doc_type)}
+        except ValueError:
+            raise Stale("document type") from None
+    rows, total = await cards.client_documents(
+        ctx.session,
+        card.id,
+        doc_types=doc_types,
+        organization_id=cb.organization_id or None,
+        offset=max(cb.page, 0) * PAGE,
+        limit=PAGE,
+    )
+    page = _page_in_range(cb.page, total)
+    tz = ctx.settings.tz
+    title = _("Documents: {count}").format(count=total)
+    lines = [*client_header(card), "", "<b>" + title + "</b>"]
+    if not rows:
+        lines.append(_("No documents."))
+
+    def same(**changes: Any) -> DocumentsFilter:
+        values = {
+            "client_id": card.id,
+            "doc_type": cb.doc_type,
+            "organization_id": cb.organization_id,
+            "page": 0,
+        }
+        values.update(changes)
+        return DocumentsFilter(**values)
+
+    builder = InlineKeyboardBuilder()
+    for d in rows:
+        builder.row(
+            InlineKeyboardButton(
+                text=_cut(
+                    f"{doc_type_name(d.doc_type)} {d.number} · {fmt.day(d.date, tz)} · "
+                    f"{fmt.money(d.amount)}"
+                ),
+                callback_data=OpenDocument(document_id=d.id).pack(),
+            )
+        )
+    builder.row(*pager(lambda p: same(page=p), page, _pages(total)))
+    type_buttons = [
+        InlineKeyboardButton(
+            text=("✓ " if not cb.doc_type else "") + _("All"),
+            callback_data=same(doc_type="").pack(),
+        )
+    ]
+    for doc_type in DOC_FILTERS:
+        mark = "✓ " if cb.doc_type == doc_type.value else ""
+        type_buttons.append(
+            InlineKeyboardButton(
+                text=mark + doc_type_name(doc_type),
+                callback_data=same(doc_type=doc_type.value).pack(),
+            )
+        )
+    for i in range(0, len(type_buttons), 3):
+        builder.row(*type_buttons[i : i + 3])
+    organizations = await _client_organizations(ctx.session, card.id)
+    if len(organizations) > 1:
+        org_buttons = [
+            InlineKeyboardButton(
+                text=("✓ " if not cb.organization_id else "") + _("Every organization"),
+                callback_data=same(organization_id=0).pack(),
+            )
+        ]
+        for org_id, name in organizations[:5]:
+            mark = "✓ " if cb.organization_id == org_id else ""
+            org_buttons.append(
+                InlineKeyboardButton(
+                    text=mark + _cut(name, 24), callback_data=same(organization_id=org_id).pack()
+                )
+            )
+        for i in range(0, len(org_buttons), 2):
+            builder.row(*org_buttons[i : i + 2])
+    builder.row(back_button())
+    return Screen("\n".join(lines), builder.as_markup())
+
+
+async def _client_organizations(session: AsyncSession, client_id: int) -> list[tuple[int, str]]:
+    rows = await session.execute(
+        select(Organization.id, Organization.name)
+        .where(
+            Organization.id.in_(
+                select(Document.organization_id).where(Document.client_id == client_id).distinct()
+            )
+        )
+        .order_by(Organization.name)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+MONEY_DOCS = frozenset({DocType.CUSTOMER_ORDER, DocType.INVOICE, DocType.SALE, DocType.PAYMENT})
+CAR_DOCS = frozenset(
+    {
+        DocType.WORK_ORDER,
+        DocType.REPAIR_PLAN,
+        DocType.REPAIR_REQUEST,
+        DocType.CUSTOMER_ORDER,
+        DocType.SALE,
+    }
+)
+
+
+def may_open_document(staff: Staff, doc_type: DocType, has_car: bool) -> bool:
+    """Managers see every document; cashiers the money documents; masters the documents
+    of a car (its works and goods)."""
+    if can(staff, Permission.DOCUMENTS):
+        return True
+    if doc_type in MONEY_DOCS and can(staff, Permission.ORDERS):
+        return True
+    return has_car and doc_type in CAR_DOCS and can(staff, Permission.CAR_HISTORY)
+
+
+async def document_screen(cb: OpenDocument, ctx: ScreenContext) -> Screen:
+    ctx.require(Permission.SEARCH)
+    view = await cards.document_lines(ctx.session, cb.document_id)
+    if view is None:
+        raise Stale("document")
+    d = view.document
+    if not may_open_document(ctx.staff, DocType(d.doc_type), d.car_id is not None):
+        raise Forbidden("document")
+    tz = ctx.settings.tz
+    header_lines = [
+        f"<b>{doc_type_name(d.doc_type)} {q(d.number)}</b>",
+        _("Date: {when}").format(when=fmt.when(d.date, tz)),
+        _("State: {state}").format(state=state_name(d.doc_type, d.state)),
+        _("Amount: {amount}").format(amount=fmt.money(d.amount)),
+    ]
+    if d.repair_type:
+        header_lines.append(_("Repair type: {name}").format(name=q(d.repair_type)))
+    blocks: list[str] = []
+    if view.works:
+        blocks.append("\n<b>" + _("Works") + "</b>")
+        for w in view.works:
+            norm = (
+                _("{hours} h × {rate}").format(
+                    hours=fmt.qty(w.norm_hours_milli), rate=fmt.money(w.price_per_hour or 0)
+                )
+                if w.norm_hours_milli is not None
+                else fmt.money(w.price)
+            )
+            disc = f" · −{fmt.percent(w.discount_bp)}" if w.discount_bp else ""
+            article = f" [{q(w.article)}]" if w.article else ""
+            blocks.append(
+                f"{w.line_no}. {q(w.item)}{article}\n    {fmt.qty(w.qty_milli)} × {norm}{disc}"
+                f" = <b>{fmt.money(w.amount)}</b>"
+            )
+    if view.goods:
+        blocks.append("\n<b>" + _("Goods") + "</b>")
+        for g in view.goods:
+            number = f" [{q(g.catalogue_number)}]" if g.catalogue_number else ""
+            maker = f" · {q(g.maker)}" if g.maker else ""
+            disc = f" · −{fmt.percent(g.discount_bp)}" if g.discount_bp else ""
+            blocks.append(
+                f"{g.line_no}. {q(g.item)}{number}{maker}\n    {fmt.qty(g.qty_milli)} × "
+                f"{fmt.money(g.price)}{disc} = <b>{fmt.money(g.amount)}</b>"
+            )
+    if not blocks:
+        blocks.append(_("No lines."))
+    pages = fmt.paginate("\n".join(header_lines), blocks)
+    if not 0 <= cb.page < len(pages):
+        raise Stale("page")
+    builder = InlineKeyboardBuilder()
+    builder.row(*pager(lambda p: OpenDocument(document_id=d.id, page=p), cb.page, len(pages)))
+    builder.row(back_button())
+    return Screen(pages[cb.page], builder.as_markup())
+
+
+# --- the car card ---------------------------------------------------------------------
+
+
+async def car_screen(cb: OpenCar, ctx: ScreenContext) -> Screen:
+    ctx.require(Permission.SEARCH)
+    card = await cards.car_card(ctx.session, cb.car_id)
+    if card is None:
+        raise Stale("car")
+    tz = ctx.settings.tz
+    lines = [
+        f"🚗 <b>{q(card.name)}</b>",
+        _("Model: {name}").format(
+            name=q(" ".join(p for p in (card.make, card.model, card.body) if p) or card.name)
+        ),
+        _("Configuration: {name}").format(name=q(card.configuration)),
+        _("VIN: {vin}").format(vin=q(card.vin)),
+        _("Body number: {number}").format(number=q(card.body_number)),
+        _("Plate: {plate}").format(plate=q(card.plate)),
+        _("Year: {year}").format(year=q(card.year)),
+        _("Mileage: {km}").format(
+            km=q(f"{card.mileage:,}".replace(",", " ")) if card.mileage is not None else "—"
+        ),
+    ]
+    builder = InlineKeyboardBuilder()
+    for client in card.clients:
+        role = _("owner") if str(client.role) == "owner" else _("driver")
+        builder.row(
+            InlineKeyboardButton(
+                text=_cut(f"👤 {client.name} ({role})"),
+                callback_data=OpenClient(client_id=client.id).pack(),
+            )
+        )
+    if can(ctx.staff, Permission.CAR_HISTORY):
+        rows, total = await cards.car_history(
+            ctx.session, card.id, offset=max(cb.page, 0) * PAGE, limit=PAGE
+        )
+        page = _page_in_range(cb.page, total)
+        lines += ["", "<b>" + _("History ({count})").format(count=total) + "</b>"]
+        if not rows:
+            lines.append(_("No documents for this car yet."))
+        for d in rows:
+            repair = f" · {q(d.repair_type)}" if d.repair_type else ""
+            lines.append(
+                f"• {doc_type_name(d.doc_type)} {q(d.number)} · {fmt.day(d.date, tz)}{repair}"
+                f" · {state_name(d.doc_type, d.state)}"
+            )
+            if may_open_document(ctx.staff, DocType(d.doc_type), True):
+                builder.row(
+                    InlineKeyboardButton(
+                        text=_cut(f"📄 {doc_type_name(d.doc_type)} {d.number}"),
+                        callback_data=OpenDocument(document_id=d.id).pack(),
+                    )
+                )
+        builder.row(*pager(lambda p: OpenCar(car_id=card.id, page=p), page, _pages(total)))
+    if can(ctx.staff, Permission.ORDERS) and card.clients:
+        builder.row(
+            InlineKeyboardButton(
+                text=_("Orders of this car"),
+                callback_data=OrdersView(client_id=card.clients[0].id, car_id=card.id).pack(),
+            )
+        )
+    builder.row(back_button())
+    return Screen(fmt.paginate(lines[0], lines[1:])[0], builder.as_markup())
+
+
+Renderer = Callable[[Any, ScreenContext], Awaitable[Screen]]
+RENDERERS: dict[type[CallbackData], Renderer] = {
+    SearchPage: search_screen,
+    FilterToggle: filters_screen,
+    FilterList: filter_list_screen,
+    OpenClient: client_screen,
+    OrdersView: orders_screen,
+    DocumentsFilter: documents_screen,
+    OpenDocument: document_screen,
+    OpenCar: car_screen,
+}
+
+
+async def render(cb: CallbackData, ctx: ScreenContext) -> Screen:
+    return await RENDERERS[type(cb)](cb, ctx)
