@@ -21,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("run", help="run the bot (long polling)")
+    sub.add_parser("webhook", help="run the bot behind a webhook (WEBHOOK_URL, WEBHOOK_SECRET)")
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -270,6 +271,13 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import run_webhook
+
+    await run_webhook(settings)
+    return 0
+
+
 def _echo_progress(label: str, count: int) -> None:
     print(f"\r{label}: {count}", end="", file=sys.stderr, flush=True)
 
@@ -292,6 +300,7 @@ class _progress:
 
 COMMANDS: dict[str, Command] = {
     "run": cmd_run,
+    "webhook": cmd_webhook,
     "db": cmd_db,
     "demo-data": cmd_demo_data,
     "import": cmd_import,

@@ -6,6 +6,7 @@ A wrong or missing setting ends the program with one clear line naming the varia
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Literal
@@ -37,6 +38,17 @@ class Settings(BaseSettings):
     search_fields_contact: str = "phone,email,contact"
     search_fields_car: str = "plate,vin,body"
     log_level: str = "INFO"
+    # Webhook mode (`ccbot webhook`): where to listen, and what Telegram is told to post to.
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8080, ge=1, le=65535)
+    webhook_path: str = Field(default="/telegram/webhook", pattern=r"^/")
+    webhook_url: str | None = Field(
+        default=None, pattern=r"^https?://", description="Public URL Telegram posts updates to"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Checked on every webhook request (X-Telegram-Bot-Api-Secret-Token)",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -45,6 +57,14 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _telegram_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        secret = value.get_secret_value() if value is not None else None
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("must be 1-256 characters: A-Z a-z 0-9 _ -")
         return value
 
     @field_validator("database_url")

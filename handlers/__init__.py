@@ -1,1 +1,41 @@
-"""Thin aiogram routers, one per feature."""
+"""Thin aiogram routers, one per feature, and the access filters they share.
+
+Each feature module has ``make_router() -> Router`` returning a *new* router: a router can
+belong to one dispatcher only, and tests build several. ``bot.app.ROUTERS`` includes them
+in order. A router sets its access filter once (``router.message.filter(IsStaff())``); a
+callback press re-checks it too, since ``staff`` is reloaded for every update.
+"""
+
+from __future__ import annotations
+
+from aiogram.filters import Filter
+from aiogram.types import TelegramObject
+
+from storage.models import Role, Staff
+
+
+class IsStaff(Filter):
+    """The update comes from an active staff member (``staff`` in the handler data)."""
+
+    async def __call__(self, event: TelegramObject, staff: Staff | None = None) -> bool:
+        return staff is not None
+
+
+class IsStranger(Filter):
+    """Anyone who is not an active staff member: unknown, deactivated, or no user at all."""
+
+    async def __call__(self, event: TelegramObject, staff: Staff | None = None) -> bool:
+        return staff is None
+
+
+class HasRole(Filter):
+    """An active staff member with one of ``roles``; an admin has every role."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(roles)
+
+    async def __call__(self, event: TelegramObject, staff: Staff | None = None) -> bool:
+        return staff is not None and (staff.role == Role.ADMIN or staff.role in self.roles)
+
+
+__all__ = ["HasRole", "IsStaff", "IsStranger"]

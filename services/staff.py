@@ -75,3 +75,10 @@ async def deactivate(session: AsyncSession, telegram_id: int, *, actor: Staff | 
 
 async def list_staff(session: AsyncSession) -> list[Staff]:
     return list(await session.scalars(select(Staff).order_by(Staff.active.desc(), Staff.name)))
+
+
+async def set_locale(session: AsyncSession, member: Staff, locale: str | None) -> Staff:
+    """Save the language the staff member chose in the bot (None: follow Telegram's)."""
+    member.locale = locale
+    await session.flush()
+    return member

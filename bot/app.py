@@ -1,0 +1,405 @@
+"""The composition root: settings in, a running bot out.
+
+:func:`build` makes every app-scoped object once (engine, session factory, Bot, Dispatcher,
+search service, texts) and returns them in an :class:`App`; nothing lives at module level.
+The dispatcher gets its dependencies as ``Dispatcher(**deps)``: handlers ask for
+``settings``, ``session_factory``, ``search_service`` or ``i18n`` by name, and for the
+per-update ``session`` and ``staff`` (see ``bot.middlewares``).
+
+Two ways to run: :func:`run_polling` (``ccbot run``) and :func:`run_webhook`
+(``ccbot webhook``); both upgrade the database first and stop cleanly on SIGTERM/SIGINT,
+letting the updates in hand finish before the engine and the HTTP session are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import traceback
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.types import Update
+from aiogram.utils.i18n import I18n
+from aiogram.utils.token import TokenValidationError
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import Settings, SettingsError, exit_on_settings_error
+from bot.i18n import StaffI18nMiddleware, make_i18n
+from bot.middlewares import DbSessionMiddleware, StaffMiddleware
+from handlers import common, errors
+from services.search import SearchService
+from storage.db import make_engine, make_session_factory
+
+logger = logging.getLogger(__name__)
+
+RouterFactory = Callable[[], Router]
+
+# The routers, in the order an update tries them. Errors first; then the strangers' stop
+# (anyone who is not active staff gets one short message and goes no further); then the
+# staff's features; the catch-all text search LAST. Add a feature by adding its
+# ``make_router`` here, before the search.
+ROUTERS: tuple[RouterFactory, ...] = (
+    errors.make_router,
+    common.make_strangers_router,
+    common.make_router,
+    # feature routers go here, e.g. clients.make_router, cars.make_router, ...
+    # search.make_router,  # handlers/search.py: the catch-all, keep it last
+)
+
+POLLING_TIMEOUT = 30  # seconds a getUpdates long poll waits on Telegram's side
+SHUTDOWN_GRACE = 20.0  # seconds the updates in hand get to finish on SIGTERM
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    bot: Bot
+    dp: TrackingDispatcher
+    search_service: SearchService
+    i18n: I18n
+
+    async def close(self) -> None:
+        try:
+            await self.bot.session.close()
+        finally:
+            await self.engine.dispose()
+
+
+def build(settings: Settings, *, routers: Iterable[RouterFactory] = ROUTERS) -> App:
+    """Everything the bot needs, built from ``settings``; raises SettingsError on a bad one."""
+    bot = make_bot(settings)
+    i18n = make_i18n(settings.default_locale)
+    search_service = SearchService(settings.search_boxes())
+    engine = make_engine(settings.database_url)
+    session_factory = make_session_factory(engine)
+    dp = build_dispatcher(
+        settings=settings,
+        session_factory=session_factory,
+        search_service=search_service,
+        i18n=i18n,
+        routers=routers,
+    )
+    return App(settings, engine, session_factory, bot, dp, search_service, i18n)
+
+
+def make_bot(settings: Settings) -> Bot:
+    token = settings.require_token()
+    redact_token_in_logs(token)
+    session = (
+        AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+        if settings.telegram_api_url
+        else AiohttpSession()
+    )
+    try:
+        return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+    except TokenValidationError:
+        raise SettingsError("BOT_TOKEN", "is not a bot token (123456:ABC...)") from None
+
+
+def build_dispatcher(
+    *,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    search_service: SearchService,
+    i18n: I18n,
+    routers: Iterable[RouterFactory] = ROUTERS,
+    **extra_deps: Any,
+) -> TrackingDispatcher:
+    """The dispatcher with its middlewares and routers; tests run it with the real polling
+    loop or feed it updates (``dp.feed_update(bot, update)``)."""
+    dp = TrackingDispatcher(
+        settings=settings,
+        session_factory=session_factory,
+        search_service=search_service,
+        i18n=i18n,
+        **extra_deps,
+    )
+    dp.update.outer_middleware(DbSessionMiddleware(session_factory))
+    dp.update.outer_middleware(StaffMiddleware())
+    # On every event observer, errors included: the error handler answers in the user's
+    # language too.
+    StaffI18nMiddleware(i18n).setup(dp)
+    for make_router in routers:
+        dp.include_router(make_router())
+    dp.startup.register(set_commands)
+    return dp
+
+
+async def set_commands(bot: Bot, i18n: I18n) -> None:
+    """The command menu in each language we speak, and in the default one for the rest."""
+    try:
+        for code in (*sorted(i18n.available_locales), None):
+            with i18n.context(), i18n.use_locale(code or i18n.default_locale):
+                commands = common.bot_commands()
+            await bot.set_my_commands(commands, language_code=code)
+    except (TelegramAPIError, TelegramNetworkError) as exc:  # a menu is not worth not starting
+        logger.warning("could not set the command menu: %s", exc)
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+async def run_polling(settings: Settings) -> None:
+    """``ccbot run``: long polling until SIGTERM/SIGINT."""
+    async with _running(settings) as app:
+        await serve_polling(app)
+
+
+async def serve_polling(
+    app: App, *, handle_signals: bool = True, polling_timeout: int = POLLING_TIMEOUT
+) -> None:
+    """Upgrade the database, drop a webhook if one is set, poll until stopped (a signal or
+    ``app.dp.stop_polling()``), then let the updates in hand finish."""
+    await upgrade_database(app)
+    await app.bot.delete_webhook(drop_pending_updates=False)
+    try:
+        await app.dp.start_polling(
+            app.bot,
+            polling_timeout=polling_timeout,
+            handle_signals=handle_signals,
+            close_bot_session=False,  # App.close does it, after the updates in hand finish
+        )
+    finally:
+        await app.dp.tracker.drain(SHUTDOWN_GRACE)
+
+
+async def run_webhook(settings: Settings) -> None:
+    """``ccbot webhook``: an HTTP server for Telegram's webhook until SIGTERM/SIGINT."""
+    try:
+        settings.require_token()
+        webhook_target(settings)
+    except SettingsError as exc:
+        exit_on_settings_error(exc)
+    async with _running(settings) as app:
+        await upgrade_database(app)
+        runner = web.AppRunner(make_webhook_app(app, settings), handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+            await site.start()
+            logger.info(
+                "webhook: listening on %s:%s%s",
+                settings.webhook_host,
+                settings.webhook_port,
+                settings.webhook_path,
+            )
+            await _until_signal()
+        finally:
+            await runner.cleanup()
+
+
+async def upgrade_database(app: App) -> None:
+    # Imported here: Alembic logs at import time, and a settings error must stay one line.
+    from storage.migrate import upgrade
+
+    await upgrade(app.engine)
+
+
+def webhook_target(settings: Settings) -> tuple[str, str]:
+    """The public URL and the secret token for setWebhook; SettingsError when missing."""
+    if not settings.webhook_url:
+        raise SettingsError("WEBHOOK_URL", "is not set (the public https URL Telegram posts to)")
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    if not secret:
+        raise SettingsError("WEBHOOK_SECRET", "is not set (1-256 characters: A-Z a-z 0-9 _ -)")
+    return settings.webhook_url, secret
+
+
+def make_webhook_app(app: App, settings: Settings) -> web.Application:
+    """The aiohttp application of webhook mode: POST ``WEBHOOK_PATH`` with the secret header
+    is handled; a missing or wrong ``X-Telegram-Bot-Api-Secret-Token`` gets 401 before the
+    body is read. On start it calls setWebhook (URL, secret, the update types we handle)."""
+    url, secret = webhook_target(settings)
+    web_app = web.Application()
+
+    async def on_startup(_: web.Application) -> None:
+        await app.bot.set_webhook(
+            url,
+            secret_token=secret,
+            allowed_updates=app.dp.resolve_used_update_types(),
+            drop_pending_updates=False,
+        )
+
+    async def on_shutdown(_: web.Application) -> None:
+        await app.dp.tracker.drain(SHUTDOWN_GRACE)
+
+    web_app.on_startup.append(on_startup)
+    web_app.on_shutdown.append(on_shutdown)  # before the handler closes the bot session
+    _SecretCheckingHandler(dispatcher=app.dp, bot=app.bot, secret_token=secret).register(
+        web_app, path=settings.webhook_path
+    )
+    setup_application(web_app, app.dp, bot=app.bot)
+    return web_app
+
+
+class _SecretCheckingHandler(SimpleRequestHandler):
+    """aiogram's handler answers 401 to a wrong secret; this one also says so in the log."""
+
+    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
+        if super().verify_secret(telegram_secret_token, bot):
+            return True
+        logger.warning("webhook: refused a request without the right secret token")
+        return False
+
+
+@contextlib.asynccontextmanager
+async def _running(settings: Settings) -> AsyncIterator[App]:
+    """Build the app, close it at the end; a bad setting exits 2, a crash logs (token
+    redacted) and exits 1 instead of printing a traceback that could carry the token."""
+    try:
+        app = build(settings)
+    except SettingsError as exc:
+        exit_on_settings_error(exc)
+    try:
+        yield app
+    except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+        raise
+    except Exception:
+        logger.exception("the bot stopped on an error")
+        raise SystemExit(1) from None
+    finally:
+        await app.close()
+
+
+async def _until_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+# --- updates in hand ---------------------------------------------------------------------------
+
+
+class UpdateTracker:
+    """Which updates are being handled, and which were: for a clean shutdown (wait for the
+    ones in hand) and for tests (wait until a given update was handled)."""
+
+    def __init__(self, remember: int = 1024) -> None:
+        self.in_flight: Counter[int] = Counter()
+        self._done: OrderedDict[int, None] = OrderedDict()
+        self._remember = remember
+        self._waiters: dict[int, asyncio.Event] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin(self, update_id: int) -> None:
+        self.in_flight[update_id] += 1
+        self._idle.clear()
+
+    def end(self, update_id: int) -> None:
+        self.in_flight[update_id] -= 1
+        if self.in_flight[update_id] <= 0:
+            del self.in_flight[update_id]
+        self._done[update_id] = None
+        self._done.move_to_end(update_id)
+        while len(self._done) > self._remember:
+            self._done.popitem(last=False)
+        waiter = self._waiters.pop(update_id, None)
+        if waiter is not None:
+            waiter.set()
+        if not self.in_flight:
+            self._idle.set()
+
+    def handled(self, update_id: int) -> bool:
+        return update_id in self._done and update_id not in self.in_flight
+
+    async def wait_handled(self, update_id: int) -> None:
+        while not self.handled(update_id):
+            await self._waiters.setdefault(update_id, asyncio.Event()).wait()
+
+    async def drain(self, grace: float) -> bool:
+        """Wait (up to ``grace`` seconds) until no update is in hand; False if some remain."""
+        await asyncio.sleep(0)  # let handling tasks created just now start and register
+        try:
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
+        except TimeoutError:
+            logger.warning("shutdown: %d update(s) still in hand, stopping anyway", len(self))
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return sum(self.in_flight.values())
+
+
+class TrackingDispatcher(Dispatcher):
+    """aiogram's Dispatcher, counting the updates it handles (see :class:`UpdateTracker`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tracker = UpdateTracker()
+
+    async def feed_update(self, bot: Bot, update: Update, **kwargs: Any) -> Any:
+        self.tracker.begin(update.update_id)
+        try:
+            return await super().feed_update(bot, update, **kwargs)
+        finally:
+            self.tracker.end(update.update_id)
+
+
+# --- logs never carry the token ---------------------------------------------------------------
+
+_TOKEN_LIKE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}")
+REDACTED = "<BOT_TOKEN>"
+
+
+class _RedactingRecordFactory:
+    """Wraps the log record factory: the token is replaced in every record's message and
+    traceback, whatever logger or handler it goes to. aiogram's messages can carry the
+    request URL — and the token is in its path — e.g. "Failed to fetch updates -
+    TelegramNetworkError: ... NonHttpUrlClientError: htp://host/bot<token>/getUpdates"."""
+
+    def __init__(self, previous: Callable[..., logging.LogRecord]) -> None:
+        self.previous = previous
+        self.secrets: set[str] = set()
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return _TOKEN_LIKE.sub(REDACTED, text)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it to logging to complain
+            return record
+        record.msg, record.args = self.redact(message), ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.redact("".join(traceback.format_exception(*record.exc_info)))
+            record.exc_text = record.exc_text.rstrip("\n")
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return record
+
+
+def redact_token_in_logs(token: str) -> None:
+    """From now on no log record carries ``token`` (nor anything shaped like a token)."""
+    factory = logging.getLogRecordFactory()
+    if not isinstance(factory, _RedactingRecordFactory):
+        factory = _RedactingRecordFactory(factory)
+        logging.setLogRecordFactory(factory)
+    factory.secrets.add(token)

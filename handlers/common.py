@@ -1,0 +1,184 @@
+"""/start, /help and /lang for staff; one short answer for everyone else.
+
+The strangers' router goes right after the errors router (see ``bot.app.ROUTERS``): an
+update from anyone who is not an active staff member ends there, so no feature router can
+show them data by mistake. Features for other people (clients, later) are included before
+it with their own filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiogram import F, Router, html
+from aiogram.enums import ChatType
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import BotCommand, CallbackQuery, InlineKeyboardMarkup, Message, TelegramObject
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from babel import Locale
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers import IsStaff, IsStranger
+from handlers.callbacks import SetLanguage
+from services import staff as staff_service
+from storage.models import Role, Staff
+
+
+def make_router() -> Router:
+    """The staff's common commands."""
+    router = Router(name="common")
+    router.message.filter(IsStaff())
+    router.callback_query.filter(IsStaff())
+    router.message.register(show_menu, CommandStart())
+    router.message.register(show_menu, Command("help"))
+    router.message.register(choose_language, Command("lang"))
+    router.callback_query.register(set_language, SetLanguage.filter())
+    return router
+
+
+def make_strangers_router() -> Router:
+    """Everything from a stranger stops here, with one short message and no data."""
+    router = Router(name="strangers")
+    router.message.filter(IsStranger())
+    router.edited_message.filter(IsStranger())
+    router.callback_query.filter(IsStranger())
+    router.message.register(answer_stranger, F.chat.type == ChatType.PRIVATE)
+    router.message.register(ignore)  # groups: staying quiet is the polite answer
+    router.edited_message.register(ignore)
+    router.callback_query.register(answer_stranger_press)
+    return router
+
+
+def bot_commands() -> list[BotCommand]:
+    """The command menu, in the current locale (see ``bot.app.set_commands``)."""
+    return [
+        BotCommand(command="start", description=_("Main menu")),
+        BotCommand(command="help", description=_("What I can do for you")),
+        BotCommand(command="lang", description=_("Change the language")),
+    ]
+
+
+# --- staff ------------------------------------------------------------------------------
+
+
+async def show_menu(message: Message, staff: Staff) -> None:
+    await message.answer(menu_text(staff))
+
+
+def menu_text(staff: Staff) -> str:
+    lines = [
+        _("Hello, {name}! You are signed in as: {role}.").format(
+            name=html.bold(html.quote(staff.name)), role=role_name(staff.role)
+        ),
+        "",
+        _("Send a plate, VIN, body number, phone or client name to find the client and the car."),
+        "",
+        _("What you can do here:"),
+        *(f"• {line}" for line in capabilities(staff.role)),
+        "",
+        _("/help — this menu"),
+        _("/lang — change the language"),
+    ]
+    return "\n".join(lines)
+
+
+def role_name(role: Role) -> str:
+    names = {
+        Role.ADMIN: _("administrator"),
+        Role.MANAGER: _("manager"),
+        Role.MASTER: _("mechanic"),
+        Role.CASHIER: _("cashier"),
+    }
+    return names[role]
+
+
+def capabilities(role: Role) -> list[str]:
+    """What the role may do, as the domain describes the people."""
+    master = [
+        _("find a car by plate, VIN or body number; see its history, works and goods"),
+        _("log a call, a visit or a note about the client"),
+    ]
+    manager = [
+        _("clients: contacts, orders, documents and events"),
+        _("alerts about your clients"),
+    ]
+    cashier = [_("take payments: cash desk and cash receipt orders")]
+    admin = [_("staff and settings")]
+    return {
+        Role.MASTER: master,
+        Role.MANAGER: master[:1] + manager,
+        Role.CASHIER: master[:1] + cashier,
+        Role.ADMIN: master + manager + cashier + admin,
+    }[role]
+
+
+async def choose_language(
+    message: Message,
+    command: CommandObject,
+    staff: Staff,
+    session: AsyncSession,
+    i18n: I18n,
+) -> None:
+    code = (command.args or "").strip().lower()
+    if code in i18n.available_locales:
+        await _save_locale(session, staff, code)
+        with i18n.use_locale(code):
+            await message.answer(_("Done: I speak English now."))
+        return
+    await message.answer(
+        _("Choose the language:"), reply_markup=language_keyboard(i18n.available_locales)
+    )
+
+
+async def set_language(
+    callback: CallbackQuery,
+    callback_data: SetLanguage,
+    staff: Staff,
+    session: AsyncSession,
+    i18n: I18n,
+) -> None:
+    code = callback_data.code
+    if code not in i18n.available_locales:  # a forged press
+        await callback.answer()
+        return
+    await callback.answer()
+    await _save_locale(session, staff, code)
+    with i18n.use_locale(code):
+        text = _("Done: I speak English now.")
+    if isinstance(callback.message, Message):
+        await callback.message.edit_text(text)
+
+
+def language_keyboard(codes: Iterable[str]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for code in sorted(codes, key=language_name):
+        builder.button(text=language_name(code), callback_data=SetLanguage(code=code))
+    return builder.as_markup()
+
+
+def language_name(code: str) -> str:
+    """The language's own name ("English", "Русский"): never translated, by design."""
+    name = Locale.parse(code).get_display_name(code) or code
+    return name[:1].upper() + name[1:]
+
+
+async def _save_locale(session: AsyncSession, staff: Staff, code: str) -> None:
+    await staff_service.set_locale(session, staff, code)
+    await session.commit()
+
+
+# --- strangers ------------------------------------------------------------------------------
+
+
+async def answer_stranger(message: Message) -> None:
+    await message.answer(_("This bot is for the shop's staff."))
+
+
+async def answer_stranger_press(callback: CallbackQuery) -> None:
+    await callback.answer(_("This bot is for the shop's staff."), show_alert=True)
+
+
+async def ignore(event: TelegramObject) -> None:
+    return None
