@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings, SettingsError, exit_on_settings_error
 from bot.i18n import StaffI18nMiddleware, make_i18n
 from bot.middlewares import DbSessionMiddleware, StaffMiddleware
-from handlers import common, errors
+from handlers import common, errors, navigation, search
 from services.search import SearchService
 from storage.db import make_engine, make_session_factory
 
@@ -56,8 +56,9 @@ ROUTERS: tuple[RouterFactory, ...] = (
     errors.make_router,
     common.make_strangers_router,
     common.make_router,
-    # feature routers go here, e.g. clients.make_router, cars.make_router, ...
-    # search.make_router,  # handlers/search.py: the catch-all, keep it last
+    navigation.make_router,
+    search.make_router,  # the catch-all for text: keep it after every message handler
+    navigation.make_fallback_router,  # presses nobody understood: last
 )
 
 POLLING_TIMEOUT = 30  # seconds a getUpdates long poll waits on Telegram's side

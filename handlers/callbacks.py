@@ -36,6 +36,7 @@ class OpenCar(CallbackData, prefix="ca"):
 
 class OpenDocument(CallbackData, prefix="dc"):
     document_id: int
+    page: int = 0  # a long document is paged, never cut mid-line
 
 
 class DocumentsFilter(CallbackData, prefix="df"):

@@ -154,7 +154,6 @@ async def refuse(
 ) -> None:
     """Answer "out of date" and write the press to the audit log; never raises."""
     try:
-        await session.rollback()
         audit.record(
             session,
             "button.refused",

@@ -1,0 +1,221 @@
+"""The staff workstation end to end: the real aiogram client in its polling loop, talking
+HTTP to the local Bot API stand-in, on a real database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from handlers.callbacks import OpenDocument, OrdersView
+from storage.models import AuditLog, DocState, DocType, EventKind, Role
+from tests.e2e_support import BotHarness, running_bot
+from tests.factories import (
+    goods,
+    make_car,
+    make_client,
+    make_document,
+    make_event,
+    make_payment,
+    work,
+)
+
+MASTER, MANAGER, CASHIER, STRANGER, FORMER = 100, 200, 300, 999, 400
+
+
+@pytest.fixture
+async def bot(db_url: str) -> AsyncIterator[BotHarness]:
+    async with running_bot(db_url) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def shop(bot: BotHarness) -> dict[str, int]:
+    await bot.add_staff(MASTER, "Пётр Мастер", Role.MASTER)
+    await bot.add_staff(MANAGER, "Анна Менеджер", Role.MANAGER)
+    await bot.add_staff(CASHIER, "Ольга Кассир", Role.CASHIER)
+    await bot.add_staff(FORMER, "Бывший", Role.MANAGER, active=False)
+    async with bot.app.session_factory() as s:
+        ivanov = await make_client(s, "Иванов Иван", "+7 (945) 123-10-10", email="ivanov@mail.ru")
+        car = await make_car(s, ivanov, plate="Н123АР77", vin="NMTBM28E80R058037")
+        plan = await make_document(
+            s,
+            ivanov,
+            DocType.REPAIR_PLAN,
+            car=car,
+            number="ЦОА0000001",
+            lines=[work("Панель боковая", price=150_000, norm_hours_milli=2000)],
+        )
+        order = await make_document(
+            s,
+            ivanov,
+            DocType.CUSTOMER_ORDER,
+            state=DocState.OPEN,
+            lines=[
+                goods(
+                    "Амортизатор задней подвески",
+                    price=13_000,
+                    catalogue_number="2108-2915004",
+                    discount_bp=1000,
+                )
+            ],
+        )
+        await make_payment(s, order, 5_000)
+        await make_event(s, ivanov, kind=EventKind.CALL, text="Перезвонить насчёт амортизатора")
+        evil = await make_client(s, '<b>Tom & "Jerry"</b>', "+7 916 854-56-78")
+        await s.commit()
+        return {
+            "ivanov": ivanov.id,
+            "car": car.id,
+            "plan": plan.id,
+            "order": order.id,
+            "evil": evil.id,
+        }
+
+
+def screen(bot: BotHarness, user: int):
+    return bot.api.bot_messages(user)[-1]
+
+
+def seen(bot: BotHarness, user: int) -> str:
+    """What the user reads on the current screen (no-break spaces as spaces)."""
+    return (screen(bot, user).plain_text or "").replace("\xa0", " ")
+
+
+async def test_master_types_a_plate_in_latin_and_gets_the_car(bot, shop):
+    out = await bot.send(MASTER, "n123ap")
+    assert "TOYOTA" in out.text and "Н123АР77" in out.text and "NMTBM28E80R058037" in out.text
+    assert "ЦОА0000001" in out.text  # the history of the car
+    card = screen(bot, MASTER)
+    out = await bot.press(MASTER, card.button("Иванов Иван")["callback_data"], card.message_id)
+    assert out.of("sendMessage") == []  # edited in place, no new message
+    text = screen(bot, MASTER).plain_text
+    assert "Иванов Иван" in text and "+7 (945) 123-10-10" in text and "ivanov@mail.ru" in text
+    # a master sees no money tabs
+    buttons = str(screen(bot, MASTER).buttons)
+    assert "Заказы" not in buttons and "Документы" not in buttons and "События" in buttons
+
+
+async def test_works_and_goods_of_a_document_and_back(bot, shop):
+    await bot.send(MASTER, "н 123 ар 77")
+    card = screen(bot, MASTER)
+    await bot.press(MASTER, card.button("ЦОА0000001")["callback_data"], card.message_id)
+    text = seen(bot, MASTER)
+    assert "Панель боковая" in text and "3 000,00" in text and "2,000" in text
+    back = screen(bot, MASTER).button("Назад")["callback_data"]
+    await bot.press(MASTER, back, card.message_id)
+    assert "История" in screen(bot, MASTER).plain_text
+
+
+async def test_phone_and_shared_contact_find_the_client(bot, shop):
+    out = await bot.send(MANAGER, "8 945 123-10-10")
+    assert "Иванов Иван" in out.text
+    out = await bot.send(MANAGER, contact={"phone_number": "79451231010", "first_name": "И"})
+    assert "Иванов Иван" in out.text
+
+
+async def test_manager_sees_orders_debt_and_documents(bot, shop):
+    await bot.send(MANAGER, "/client иванов")
+    card = screen(bot, MANAGER)
+    # the order: 130,00 less 10 % = 117,00, of which 50,00 paid
+    assert "Долг клиента: 67,00 ₽" in seen(bot, MANAGER)
+    out = await bot.press(MANAGER, card.button("Заказы")["callback_data"], card.message_id)
+    text = seen(bot, MANAGER)
+    assert "сумма 117,00 ₽ · оплачено 50,00 ₽ · долг 67,00 ₽" in text, text
+    assert out.of("sendMessage") == []
+    await bot.press(
+        MANAGER, screen(bot, MANAGER).button("Назад")["callback_data"], card.message_id
+    )
+    card = screen(bot, MANAGER)
+    await bot.press(MANAGER, card.button("Документы")["callback_data"], card.message_id)
+    docs = screen(bot, MANAGER)
+    assert "Документы: 3" in docs.plain_text
+    type_filter = next(b for row in docs.buttons for b in row if b["text"] == "Заказ покупателя")
+    await bot.press(MANAGER, type_filter["callback_data"], card.message_id)
+    assert "Документы: 1" in screen(bot, MANAGER).plain_text
+
+
+async def test_stranger_and_former_staff_get_nothing(bot, shop):
+    for user in (STRANGER, FORMER):
+        out = await bot.send(user, "n123ap")
+        assert out.text == "Этот бот — для сотрудников автосервиса." or "сотрудник" in out.text
+        assert "Иванов" not in out.text and "Н123АР" not in out.text
+
+
+async def test_forged_button_for_an_order_is_refused_and_audited(bot, shop):
+    await bot.send(MASTER, "/client иванов")
+    card = screen(bot, MASTER)
+    for forged in (
+        OrdersView(client_id=shop["ivanov"]).pack(),
+        OpenDocument(document_id=shop["order"]).pack(),
+        "cl:not-a-number:i:0",
+        "zz:1",
+        OpenDocument(document_id=999_999).pack(),
+    ):
+        out = await bot.press(MASTER, forged, card.message_id)
+        answers = out.of("answerCallbackQuery")
+        assert answers and answers[0].params.get("text") == "Эта кнопка устарела."
+        assert out.of("editMessageText") == []
+    async with bot.app.session_factory() as s:
+        rows = (await s.scalars(select(AuditLog).where(AuditLog.action == "button.refused"))).all()
+    assert [r.details["reason"] for r in rows] == [
+        "forbidden",
+        "forbidden",
+        "malformed",
+        "malformed",
+        "stale",
+    ]
+    assert all(r.actor_telegram_id == MASTER for r in rows)
+    # the stranger's press is refused too, without data
+    out = await bot.press(
+        STRANGER, OpenDocument(document_id=shop["order"]).pack(), card.message_id
+    )
+    assert "Амортизатор" not in str(out.calls)
+
+
+async def test_database_values_are_escaped(bot, shop):
+    out = await bot.send(MANAGER, "tom")
+    raw = out.sent[0].params["text"]
+    assert '<b>&lt;b&gt;Tom &amp; "Jerry"&lt;/b&gt;</b>' in raw, raw
+    # the user reads the name literally, as typed
+    assert out.text.splitlines()[0] == '<b>Tom & "Jerry"</b>'
+
+
+async def test_paging_through_many_results(bot, shop):
+    async with bot.app.session_factory() as s:
+        for i in range(23):
+            await make_client(s, f"Сидоров {i:02d}", f"+7 903 100-00-{i:02d}")
+        await s.commit()
+    await bot.send(MANAGER, "сидоров")
+    first = screen(bot, MANAGER)
+    assert "Клиенты: 23" in first.plain_text
+    names = [b["text"] for row in first.buttons for b in row if b["text"].startswith("👤")]
+    assert len(names) == 10
+    await bot.press(MANAGER, first.button("▶")["callback_data"], first.message_id)
+    await bot.press(MANAGER, screen(bot, MANAGER).button("▶")["callback_data"], first.message_id)
+    third = screen(bot, MANAGER)
+    assert "3/3" in str(third.buttons)
+    assert len([b for row in third.buttons for b in row if b["text"].startswith("👤")]) == 3
+
+
+async def test_nothing_found_gives_a_hint(bot, shop):
+    out = await bot.send(MASTER, "zzzz9999")
+    assert "Ничего не найдено" in out.text
+
+
+async def test_filters_toggle_and_list(bot, shop):
+    await bot.send(MANAGER, "/filters")
+    menu = screen(bot, MANAGER)
+    await bot.press(MANAGER, menu.button("С заказами")["callback_data"], menu.message_id)
+    assert "✓ С заказами" in str(screen(bot, MANAGER).buttons)
+    await bot.press(MANAGER, menu.button("Показать список")["callback_data"], menu.message_id)
+    listing = screen(bot, MANAGER)
+    assert "Клиенты: 1" in listing.plain_text and "Иванов Иван" in str(listing.buttons)
+
+
+async def test_english_speaker(bot, shop):
+    out = await bot.send(MASTER, "/lang en")
+    assert "English" in out.text
+    out = await bot.send(MASTER, "n123ap")
+    assert "Plate: Н123АР77" in out.text and "History (1)" in out.text
