@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings, SettingsError, exit_on_settings_error
 from bot.i18n import StaffI18nMiddleware, make_i18n
 from bot.middlewares import DbSessionMiddleware, StaffMiddleware
-from handlers import common, errors, navigation, search
+from handlers import common, errors, navigation, search, staff_admin
 from services.search import SearchService
 from storage.db import make_engine, make_session_factory
 
@@ -54,8 +54,10 @@ RouterFactory = Callable[[], Router]
 # ``make_router`` here, before the search.
 ROUTERS: tuple[RouterFactory, ...] = (
     errors.make_router,
+    staff_admin.make_invite_router,  # invite links are opened by people not yet staff
     common.make_strangers_router,
     common.make_router,
+    staff_admin.make_router,
     navigation.make_router,
     search.make_router,  # the catch-all for text: keep it after every message handler
     navigation.make_fallback_router,  # presses nobody understood: last

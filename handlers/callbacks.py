@@ -66,3 +66,11 @@ class Back(CallbackData, prefix="bk"):
 
 class SetLanguage(CallbackData, prefix="lg"):
     code: str
+
+
+class StaffAction(CallbackData, prefix="sa"):
+    """Staff management (admins): invite with a role, deactivate (asked, then confirmed)."""
+
+    action: str  # "list" | "invite" | "ask" | "off"
+    staff_id: int = 0
+    role: str = ""

@@ -57,6 +57,11 @@ def bot_commands() -> list[BotCommand]:
         BotCommand(command="start", description=_("Main menu")),
         BotCommand(command="help", description=_("What I can do for you")),
         BotCommand(command="lang", description=_("Change the language")),
+        BotCommand(command="filters", description=_("Client lists by the seven filters")),
+        BotCommand(command="client", description=_("Search by name or discount card")),
+        BotCommand(command="phone", description=_("Search by phone, e-mail or address")),
+        BotCommand(command="car", description=_("Search by plate, VIN or body number")),
+        BotCommand(command="staff", description=_("Staff: invite and deactivate (admins)")),
     ]
 
 
@@ -78,6 +83,7 @@ def menu_text(staff: Staff) -> str:
         _("What you can do here:"),
         *(f"• {line}" for line in capabilities(staff.role)),
         "",
+        _("/filters — client lists by the seven filters"),
         _("/help — this menu"),
         _("/lang — change the language"),
     ]

@@ -136,9 +136,36 @@ async def test_a_forged_language_press_changes_nothing(bot: BotHarness) -> None:
 
 
 async def test_commands_are_set_per_language_on_start(bot: BotHarness) -> None:
-    assert bot.api.commands_for("ru") == ["start", "help", "lang"]
-    assert bot.api.commands_for("en") == ["start", "help", "lang"]
-    assert bot.api.commands_for("") == ["start", "help", "lang"]  # everyone else: default
+    assert bot.api.commands_for("ru") == [
+        "start",
+        "help",
+        "lang",
+        "filters",
+        "client",
+        "phone",
+        "car",
+        "staff",
+    ]
+    assert bot.api.commands_for("en") == [
+        "start",
+        "help",
+        "lang",
+        "filters",
+        "client",
+        "phone",
+        "car",
+        "staff",
+    ]
+    assert bot.api.commands_for("") == [
+        "start",
+        "help",
+        "lang",
+        "filters",
+        "client",
+        "phone",
+        "car",
+        "staff",
+    ]  # everyone else: default
     descriptions = {
         lang: [c["description"] for c in bot.api.commands[("default", lang)]]
         for lang in ("ru", "en", "")
@@ -227,7 +254,16 @@ async def test_webhook_mode_checks_the_secret(sqlite_url: str) -> None:
         assert hook.params["url"] == bot.webhook_url
         assert hook.params["secret_token"] == bot.webhook_secret
         assert "message" in hook.params["allowed_updates"]
-        assert bot.api.commands_for("en") == ["start", "help", "lang"]
+        assert bot.api.commands_for("en") == [
+            "start",
+            "help",
+            "lang",
+            "filters",
+            "client",
+            "phone",
+            "car",
+            "staff",
+        ]
 
         update = bot.api.make_message(500, "/start")
         assert bot.webhook_url is not None
@@ -253,4 +289,9 @@ async def test_webhook_mode_serves_staff(sqlite_url: str) -> None:
 
 def test_routers_are_in_order() -> None:
     names = [make().name for make in ROUTERS]
-    assert names[0] == "errors" and names[1] == "strangers"
+    # errors first; before the strangers' stop only what a non-member may use (invites)
+    assert names[0] == "errors" and names[1:3] == ["invites", "strangers"]
+    # text search catches any text: after every other message handler
+    assert names.index("search") > max(
+        names.index(n) for n in names if n not in ("search", "stale-buttons")
+    )
