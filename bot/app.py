@@ -22,6 +22,7 @@ import traceback
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from aiogram import Bot, Dispatcher, Router
@@ -30,6 +31,8 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import Update
 from aiogram.utils.i18n import I18n
 from aiogram.utils.token import TokenValidationError
@@ -63,6 +66,7 @@ ROUTERS: tuple[RouterFactory, ...] = (
     navigation.make_fallback_router,  # presses nobody understood: last
 )
 
+FSM_TTL = timedelta(days=7)  # a screen trail older than this is forgotten
 POLLING_TIMEOUT = 30  # seconds a getUpdates long poll waits on Telegram's side
 SHUTDOWN_GRACE = 20.0  # seconds the updates in hand get to finish on SIGTERM
 
@@ -80,6 +84,7 @@ class App:
     async def close(self) -> None:
         try:
             await self.bot.session.close()
+            await self.dp.storage.close()
         finally:
             await self.engine.dispose()
 
@@ -99,6 +104,16 @@ def build(settings: Settings, *, routers: Iterable[RouterFactory] = ROUTERS) -> 
         routers=routers,
     )
     return App(settings, engine, session_factory, bot, dp, search_service, i18n)
+
+
+def make_fsm_storage(settings: Settings) -> BaseStorage:
+    """Where each chat's screen trail and search context live: Redis when configured (kept
+    across restarts, shared by webhook workers), else memory."""
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        return RedisStorage.from_url(settings.redis_url, state_ttl=FSM_TTL, data_ttl=FSM_TTL)
+    return MemoryStorage()
 
 
 def make_bot(settings: Settings) -> Bot:
@@ -127,6 +142,7 @@ def build_dispatcher(
     """The dispatcher with its middlewares and routers; tests run it with the real polling
     loop or feed it updates (``dp.feed_update(bot, update)``)."""
     dp = TrackingDispatcher(
+        storage=make_fsm_storage(settings),
         settings=settings,
         session_factory=session_factory,
         search_service=search_service,
