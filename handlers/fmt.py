@@ -69,6 +69,11 @@ def phone(e164: str | None) -> str:
     return q(format_phone(e164)) if e164 else "—"
 
 
+def cut(text: str, limit: int) -> str:
+    """At most ``limit`` characters, an ellipsis marking the cut (before escaping)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def paginate(header: str, blocks: list[str], limit: int = PAGE_CHARS) -> list[str]:
     """Splits ``blocks`` (whole records) into pages of at most ``limit`` characters with
     the header on each; a record is never cut, however long (it is then alone)."""

@@ -47,6 +47,8 @@ PAGE = 10
 # Every hit of a search is ranked in memory anyway (see services.search); pages are cut here.
 MAX_HITS = 1000
 BUTTON_CHARS = 60
+# An event's text in the list (ten to a page, well inside Telegram's 4096).
+EVENT_CHARS = 300
 
 
 class Stale(Exception):
@@ -142,7 +144,7 @@ def contact_kind_name(kind: str) -> str:
 
 
 def _cut(text: str, limit: int = BUTTON_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return fmt.cut(text, limit)
 
 
 def client_button(hit: ClientHit) -> InlineKeyboardButton:
@@ -312,7 +314,14 @@ async def client_screen(cb: OpenClient, ctx: ScreenContext) -> Screen:
         return _cars_tab(card)
     if cb.tab is not ClientTab.INFO:
         raise Stale("tab")
-    return Screen(client_info_text(card, ctx), client_tabs(card, ctx.staff))
+    pages = fmt.paginate("\n".join(client_header(card)), client_info_blocks(card, ctx))
+    if not 0 <= cb.page < len(pages):
+        raise Stale("page")
+    markup = client_tabs(card, ctx.staff)
+    turn = pager(lambda p: OpenClient(client_id=card.id, page=p), cb.page, len(pages))
+    if turn:
+        markup.inline_keyboard.insert(0, turn)
+    return Screen(pages[cb.page], markup)
 
 
 def client_header(card: cards.ClientCard) -> list[str]:
@@ -328,9 +337,10 @@ def client_header(card: cards.ClientCard) -> list[str]:
     return header
 
 
-def client_info_text(card: cards.ClientCard, ctx: ScreenContext) -> str:
+def client_info_blocks(card: cards.ClientCard, ctx: ScreenContext) -> list[str]:
+    """The Information tab under the header, as whole records (a long card is paged)."""
     tz = ctx.settings.tz
-    lines = client_header(card)
+    lines: list[str] = []
     if card.contacts:
         lines += ["", "<b>" + _("Contacts") + "</b>"]
         for c in card.contacts:
@@ -360,7 +370,7 @@ def client_info_text(card: cards.ClientCard, ctx: ScreenContext) -> str:
         for car in card.cars:
             code = car.plate or car.vin or car.body_number
             lines.append(f"• {q(car.name)} — {q(code)}")
-    return "\n".join(lines)
+    return lines
 
 
 def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
@@ -416,7 +426,7 @@ async def _events_tab(card: cards.ClientCard, cb: OpenClient, ctx: ScreenContext
         head = f"{mark}{fmt.when(e.created_at, tz)} · {event_kind_name(e.kind)} {direction}"
         if e.author:
             head += f" · {q(e.author)}"
-        body = f"\n{q(e.text)}" if e.text else ""
+        body = f"\n{q(fmt.cut(e.text, EVENT_CHARS))}" if e.text else ""
         blocks.append(head + body)
     header = "\n".join([*client_header(card), "", "<b>" + _("Events") + "</b>"])
     if not blocks:

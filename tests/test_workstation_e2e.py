@@ -219,3 +219,64 @@ async def test_english_speaker(bot, shop):
     assert "English" in out.text
     out = await bot.send(MASTER, "n123ap")
     assert "Plate: Н123АР77" in out.text and "History (1)" in out.text
+
+
+async def test_long_screens_fit_telegram_and_long_documents_are_paged(bot, shop):
+    from storage.models import ContactInfo, ContactKind
+
+    async with bot.app.session_factory() as s:
+        big = await make_client(s, "Большаков " + "Б" * 200, "+7 903 555-00-00")
+        for i in range(40):
+            s.add(
+                ContactInfo(
+                    client_id=big.id,
+                    kind=ContactKind.ADDRESS,
+                    value=f"Улица {i} " + "д" * 150,
+                    comment="к" * 150,
+                )
+            )
+        for i in range(20):
+            await make_car(s, big, plate=f"А{i:03d}ВС77", vin=None, name="LADA " + "X" * 250)
+        for _ in range(12):
+            await make_event(s, big, text="Очень длинный разговор. " * 100)
+        doc = await make_document(
+            s,
+            big,
+            DocType.WORK_ORDER,
+            state=DocState.IN_PROGRESS,
+            lines=[work(f"Работа {i:03d} " + "р" * 120, price=100_00) for i in range(150)],
+        )
+        await s.commit()
+        big_id, doc_id = big.id, doc.id
+    out = await bot.send(MANAGER, "большаков")
+    assert len(out.sent[0].params["text"]) <= 4096
+    card = screen(bot, MANAGER)
+    # the card is paged: every contact is on some page, none cut
+    addresses: list[str] = []
+    while True:
+        page = screen(bot, MANAGER)
+        addresses += [ln for ln in (page.plain_text or "").splitlines() if "Улица" in ln]
+        try:
+            forward = page.button("▶")
+        except AssertionError:
+            break
+        await bot.press(MANAGER, forward["callback_data"], card.message_id)
+    assert len(addresses) == 40 and all(ln.endswith("к" * 150 + ")") for ln in addresses)
+    out = await bot.press(MANAGER, card.button("События")["callback_data"], card.message_id)
+    assert out.of("editMessageText")[0].ok
+    # the 150 lines of the work order: pages, each line whole, every line on some page
+    await bot.press(MANAGER, OpenDocument(document_id=doc_id).pack(), card.message_id)
+    seen_lines: list[str] = []
+    while True:
+        page = screen(bot, MANAGER)
+        assert len(page.text or "") <= 4096
+        seen_lines += [ln for ln in (page.plain_text or "").splitlines() if "Работа " in ln]
+        try:
+            forward = page.button("▶")
+        except AssertionError:
+            break
+        await bot.press(MANAGER, forward["callback_data"], card.message_id)
+    assert [ln.split(". ", 1)[1][:10] for ln in seen_lines] == [
+        f"Работа {i:03d}" for i in range(150)
+    ]
+    assert big_id
