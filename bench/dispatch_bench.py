@@ -1,0 +1,339 @@
+"""Updates through the dispatcher: a search message and card navigation, at a million clients.
+
+    python bench/dispatch_bench.py --db bench/out/search-1000000.sqlite3 [--updates 1000]
+
+Runs the bot's real dispatcher (``bot.app.build``: middlewares, i18n, routers, the search
+and card services) on the demo database that ``bench/search_bench.py`` builds, with the
+Bot API answered at once by a local aiohttp server (so the figures are the bot's own
+work plus one loopback HTTP round trip per call). Each update is fed with
+``dp.feed_update``, one at a time (latency, and the throughput of one core) and then
+``--concurrency`` at a time. Kinds of update:
+
+* ``search``: a staff member's text message: a plate fragment in Latin letters, a phone
+  fragment, a VIN tail or a surname, drawn from the data;
+* ``card``: a press on a client card or a car card (the card re-read, the role re-checked,
+  the message edited).
+
+For comparison in the same run, ``--naive`` search messages go through the same dispatcher
+with the search service swapped for a naive ``LIKE '%…%'`` scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiogram.types import Update  # noqa: E402
+from aiohttp import web  # noqa: E402
+from sqlalchemy import func, or_, select  # noqa: E402
+
+from bot.app import build  # noqa: E402
+from bot.config import load_settings  # noqa: E402
+from handlers.callbacks import OpenCar, OpenClient  # noqa: E402
+from services import staff as staff_service  # noqa: E402
+from services.search import ClientHit, SearchResult, SearchService, Tier  # noqa: E402
+from storage.models import Car, Client, ContactInfo, Role  # noqa: E402
+
+TOKEN = "123456:BENCH-token-not-real"
+STAFF_ID = 900_000_001
+LATIN = dict(zip("АВЕКМНОРСТУХ", "ABEKMHOPCTYX", strict=True))
+
+
+# --- a Bot API that answers at once ---------------------------------------------------------
+
+
+def _message(chat_id: int, message_id: int, text: str) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "date": int(time.time()),
+        "chat": {"id": chat_id, "type": "private"},
+        "from": {"id": 1, "is_bot": True, "first_name": "ccbot", "username": "ccbot"},
+        "text": text[:50],
+    }
+
+
+async def _answer(request: web.Request) -> web.Response:
+    method = request.match_info["method"].lower()
+    params: dict[str, Any] = {}
+    if request.content_type == "application/json":
+        params = await request.json()
+    elif request.can_read_body:
+        params = dict(await request.post())
+    if method in ("sendmessage", "editmessagetext"):
+        chat_id = int(params.get("chat_id") or STAFF_ID)
+        result: Any = _message(
+            chat_id, int(params.get("message_id") or 1), str(params.get("text"))
+        )
+    elif method == "getme":
+        result = {"id": 1, "is_bot": True, "first_name": "ccbot", "username": "ccbot"}
+    else:
+        result = True
+    return web.json_response({"ok": True, "result": result})
+
+
+async def start_api() -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", _answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+# --- updates ----------------------------------------------------------------------------------
+
+_USER = {"id": STAFF_ID, "is_bot": False, "first_name": "Bench", "language_code": "ru"}
+_CHAT = {"id": STAFF_ID, "type": "private"}
+
+
+def text_update(update_id: int, text: str) -> Update:
+    return Update.model_validate(
+        {
+            "update_id": update_id,
+            "message": {
+                "message_id": update_id,
+                "date": int(time.time()),
+                "chat": _CHAT,
+                "from": _USER,
+                "text": text,
+            },
+        }
+    )
+
+
+def press_update(update_id: int, data: str) -> Update:
+    return Update.model_validate(
+        {
+            "update_id": update_id,
+            "callback_query": {
+                "id": str(update_id),
+                "from": _USER,
+                "chat_instance": "bench",
+                "data": data,
+                "message": {
+                    "message_id": 1,
+                    "date": int(time.time()),
+                    "chat": _CHAT,
+                    "from": {"id": 1, "is_bot": True, "first_name": "ccbot"},
+                    "text": "x",
+                },
+            },
+        }
+    )
+
+
+async def sample(session_factory: Any, n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Search texts (plate in Latin, phone fragment, VIN tail, surname) and card presses."""
+    rng = random.Random(seed)
+    async with session_factory() as s:
+        top_client = await s.scalar(select(func.max(Client.id)))
+        top_car = await s.scalar(select(func.max(Car.id)))
+        client_ids = [rng.randint(1, top_client) for _ in range(n)]
+        car_ids = [rng.randint(1, top_car) for _ in range(n)]
+        cars = (
+            await s.execute(
+                select(Car.plate, Car.vin, Car.body_number).where(Car.id.in_(car_ids[: n // 2]))
+            )
+        ).all()
+        names = (
+            await s.scalars(select(Client.name).where(Client.id.in_(client_ids[: n // 4])))
+        ).all()
+        phones = (
+            await s.scalars(
+                select(ContactInfo.value).where(
+                    ContactInfo.client_id.in_(client_ids[: n // 4]), ContactInfo.kind == "mobile"
+                )
+            )
+        ).all()
+    texts: list[str] = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0 and cars:
+            plate = rng.choice(cars)[0] or "А123ВС"
+            texts.append("".join(LATIN.get(ch, ch) for ch in plate[:6]).lower())
+        elif kind == 1 and phones:
+            p = rng.choice(phones)
+            start = rng.randint(1, len(p) - 6)
+            texts.append(p[start : start + 6])
+        elif kind == 2 and cars:
+            code = next((c for c in rng.choice(cars)[1:] if c), "0123456")
+            texts.append(code[-6:])
+        else:
+            texts.append(rng.choice(names).split(" ")[0][:6] if names else "иванов")
+    presses = [
+        OpenClient(client_id=c).pack() if i % 2 == 0 else OpenCar(car_id=car).pack()
+        for i, (c, car) in enumerate(zip(client_ids, car_ids, strict=True))
+    ]
+    return texts, presses
+
+
+# --- the naive search, for comparison --------------------------------------------------------
+
+
+class NaiveSearch(SearchService):
+    """What a search without an index does: LIKE '%x%' over the source columns."""
+
+    async def search(self, session: Any, text: str, **kwargs: Any) -> SearchResult:  # type: ignore[override]
+        like = f"%{text.lower()}%"
+        rows = (
+            await session.execute(
+                select(
+                    Client.id,
+                    Client.name,
+                    Client.kind,
+                    Client.inn,
+                    Client.main_phone,
+                    Client.last_activity_at,
+                )
+                .where(
+                    or_(
+                        func.lower(Client.name).like(like),
+                        Client.id.in_(
+                            select(ContactInfo.client_id).where(ContactInfo.value.like(like))
+                        ),
+                    )
+                )
+                .limit(kwargs.get("limit", 10))
+            )
+        ).all()
+        hits = [
+            ClientHit(r[0], r[1], str(r[2]), r[3], r[4], "name", Tier.SUBSTRING, r[5])
+            for r in rows
+        ]
+        return SearchResult(query=text, clients=hits, clients_total=len(hits))
+
+
+# --- measuring --------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    kind: str
+    n: int
+    p50: float
+    p95: float
+    per_second: float
+    per_second_concurrent: float | None = None
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def feed(app: Any, updates: list[Update]) -> tuple[list[float], float]:
+    latencies = []
+    started = time.perf_counter()
+    for update in updates:
+        t0 = time.perf_counter()
+        await app.dp.feed_update(app.bot, update)
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return latencies, time.perf_counter() - started
+
+
+async def feed_concurrently(app: Any, updates: list[Update], concurrency: int) -> float:
+    queue: asyncio.Queue[Update] = asyncio.Queue()
+    for u in updates:
+        queue.put_nowait(u)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await app.dp.feed_update(app.bot, queue.get_nowait())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", type=Path, default=ROOT / "bench/out/search-1000000.sqlite3")
+    parser.add_argument("--url", help="a database URL instead of --db (PostgreSQL, say)")
+    parser.add_argument("--updates", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--naive", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    url = args.url or f"sqlite+aiosqlite:///{args.db}"
+    if not args.url and not args.db.exists():
+        raise SystemExit(f"{args.db} does not exist: build it with bench/search_bench.py")
+
+    runner, api_url = await start_api()
+    settings = load_settings(bot_token=TOKEN, database_url=url, telegram_api_url=api_url)
+    app = build(settings)
+    try:
+        async with app.session_factory() as s:
+            await staff_service.add_or_update(
+                s, telegram_id=STAFF_ID, name="Bench", role=Role.ADMIN, locale="ru", actor=None
+            )
+            await s.commit()
+            clients = await s.scalar(select(func.count()).select_from(Client))
+        n = args.updates
+        texts, presses = await sample(app.session_factory, n + args.warmup, args.seed)
+        uid = iter(range(1, 10**9))
+        warm = [text_update(next(uid), t) for t in texts[: args.warmup]]
+        warm += [press_update(next(uid), p) for p in presses[: args.warmup]]
+        await feed(app, warm)
+
+        results = []
+        for kind, make, items in (
+            ("search message", text_update, texts[args.warmup :]),
+            ("card press", press_update, presses[args.warmup :]),
+        ):
+            updates = [make(next(uid), item) for item in items[:n]]
+            lat, wall = await feed(app, updates)
+            again = [make(next(uid), item) for item in items[:n]]
+            wall_c = await feed_concurrently(app, again, args.concurrency)
+            results.append(
+                Figures(
+                    kind,
+                    len(lat),
+                    statistics.median(lat),
+                    pct(lat, 0.95),
+                    len(lat) / wall,
+                    len(again) / wall_c,
+                )
+            )
+
+        app.dp.workflow_data["search_service"] = NaiveSearch()
+        naive = [text_update(next(uid), t) for t in texts[args.warmup : args.warmup + args.naive]]
+        lat, wall = await feed(app, naive)
+        results.append(
+            Figures(
+                "search message, naive LIKE scan",
+                len(lat),
+                statistics.median(lat),
+                pct(lat, 0.95),
+                len(lat) / wall,
+            )
+        )
+    finally:
+        await app.close()
+        await runner.cleanup()
+
+    print(f"\n{clients:,} clients, {url.split('///')[-1] if not args.url else url}")
+    print(
+        f"\n| update | n | p50 ms | p95 ms | updates/s (one at a time) | "
+        f"updates/s ({args.concurrency} at a time) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        conc = f"{r.per_second_concurrent:.0f}" if r.per_second_concurrent else "—"
+        print(f"| {r.kind} | {r.n} | {r.p50:.1f} | {r.p95:.1f} | {r.per_second:.0f} | {conc} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
