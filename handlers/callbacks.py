@@ -43,6 +43,7 @@ class DocumentsFilter(CallbackData, prefix="df"):
     client_id: int
     doc_type: str = ""  # "" = every type
     organization_id: int = 0  # 0 = every organization
+    department_id: int = 0  # 0 = every department
     page: int = 0
 
 

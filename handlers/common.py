@@ -21,8 +21,9 @@ from babel import Locale
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import IsStaff, IsStranger
-from handlers.callbacks import SetLanguage
+from handlers.callbacks import FilterToggle, SetLanguage, StaffAction
 from services import staff as staff_service
+from services.access import Permission, can
 from storage.models import Role, Staff
 
 
@@ -69,7 +70,16 @@ def bot_commands() -> list[BotCommand]:
 
 
 async def show_menu(message: Message, staff: Staff) -> None:
-    await message.answer(menu_text(staff))
+    await message.answer(menu_text(staff), reply_markup=menu_markup(staff))
+
+
+def menu_markup(staff: Staff) -> InlineKeyboardMarkup:
+    """The main menu's buttons: the filters for everyone, staff management for admins."""
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("Filters"), callback_data=FilterToggle(flt=""))
+    if can(staff, Permission.STAFF):
+        builder.button(text=_("Staff"), callback_data=StaffAction(action="list"))
+    return builder.as_markup()
 
 
 def menu_text(staff: Staff) -> str:

@@ -41,7 +41,15 @@ from services.access import Permission, can
 from services.events import list_events
 from services.filters import ClientFilter, FilterContext
 from services.search import Box, CarHit, ClientHit, SearchService, list_clients
-from storage.models import DocState, DocType, Document, EventKind, Organization, Staff
+from storage.models import (
+    Department,
+    DocState,
+    DocType,
+    Document,
+    EventKind,
+    Organization,
+    Staff,
+)
 
 PAGE = 10
 # Every hit of a search is ranked in memory anyway (see services.search); pages are cut here.
@@ -545,6 +553,7 @@ async def documents_screen(cb: DocumentsFilter, ctx: ScreenContext) -> Screen:
         card.id,
         doc_types=doc_types,
         organization_id=cb.organization_id or None,
+        department_id=cb.department_id or None,
         offset=max(cb.page, 0) * PAGE,
         limit=PAGE,
     )
@@ -560,6 +569,7 @@ async def documents_screen(cb: DocumentsFilter, ctx: ScreenContext) -> Screen:
             "client_id": card.id,
             "doc_type": cb.doc_type,
             "organization_id": cb.organization_id,
+            "department_id": cb.department_id,
             "page": 0,
         }
         values.update(changes)
@@ -593,36 +603,66 @@ async def documents_screen(cb: DocumentsFilter, ctx: ScreenContext) -> Screen:
         )
     for i in range(0, len(type_buttons), 3):
         builder.row(*type_buttons[i : i + 3])
-    organizations = await _client_organizations(ctx.session, card.id)
+    organizations = await _client_places(ctx.session, card.id, Organization)
     if len(organizations) > 1:
-        org_buttons = [
-            InlineKeyboardButton(
-                text=("✓ " if not cb.organization_id else "") + _("Every organization"),
-                callback_data=same(organization_id=0).pack(),
-            )
-        ]
-        for org_id, name in organizations[:5]:
-            mark = "✓ " if cb.organization_id == org_id else ""
-            org_buttons.append(
-                InlineKeyboardButton(
-                    text=mark + _cut(name, 24), callback_data=same(organization_id=org_id).pack()
-                )
-            )
-        for i in range(0, len(org_buttons), 2):
-            builder.row(*org_buttons[i : i + 2])
+        _choice_rows(
+            builder,
+            cb.organization_id,
+            organizations,
+            _("Every organization"),
+            lambda oid: same(organization_id=oid, department_id=0),
+        )
+    departments = await _client_places(
+        ctx.session, card.id, Department, organization_id=cb.organization_id or None
+    )
+    if len(departments) > 1:
+        _choice_rows(
+            builder,
+            cb.department_id,
+            departments,
+            _("Every department"),
+            lambda did: same(department_id=did),
+        )
     builder.row(back_button())
     return Screen("\n".join(lines), builder.as_markup())
 
 
-async def _client_organizations(session: AsyncSession, client_id: int) -> list[tuple[int, str]]:
-    rows = await session.execute(
-        select(Organization.id, Organization.name)
-        .where(
-            Organization.id.in_(
-                select(Document.organization_id).where(Document.client_id == client_id).distinct()
-            )
+def _choice_rows(
+    builder: InlineKeyboardBuilder,
+    current: int,
+    options: list[tuple[int, str]],
+    every: str,
+    make: Callable[[int], CallbackData],
+) -> None:
+    """ "Every …" and up to five options, the current one ticked, two to a row."""
+    buttons = [
+        InlineKeyboardButton(
+            text=("✓ " if not current else "") + every, callback_data=make(0).pack()
         )
-        .order_by(Organization.name)
+    ]
+    for option_id, name in options[:5]:
+        mark = "✓ " if current == option_id else ""
+        buttons.append(
+            InlineKeyboardButton(text=mark + _cut(name, 24), callback_data=make(option_id).pack())
+        )
+    for i in range(0, len(buttons), 2):
+        builder.row(*buttons[i : i + 2])
+
+
+async def _client_places(
+    session: AsyncSession,
+    client_id: int,
+    model: type[Organization] | type[Department],
+    *,
+    organization_id: int | None = None,
+) -> list[tuple[int, str]]:
+    """The organizations (or departments) the client's documents belong to."""
+    column = Document.organization_id if model is Organization else Document.department_id
+    used = select(column).where(Document.client_id == client_id)
+    if organization_id is not None:
+        used = used.where(Document.organization_id == organization_id)
+    rows = await session.execute(
+        select(model.id, model.name).where(model.id.in_(used.distinct())).order_by(model.name)
     )
     return [(r[0], r[1]) for r in rows]
 

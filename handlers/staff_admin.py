@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Settings
 from handlers import IsStaff, fmt
 from handlers.callbacks import StaffAction
-from handlers.common import menu_text, role_name
+from handlers.common import menu_markup, menu_text, role_name
 from handlers.navigation import refuse
 from services import invites
 from services import staff as staff_service
@@ -69,7 +69,7 @@ async def redeem(message: Message, command: CommandObject, session: AsyncSession
         )
         return
     await session.commit()
-    await message.answer(menu_text(member))
+    await message.answer(menu_text(member), reply_markup=menu_markup(member))
 
 
 def _staff_screen(members: list[Staff], me: Staff) -> tuple[str, InlineKeyboardMarkup]:

@@ -280,3 +280,40 @@ async def test_long_screens_fit_telegram_and_long_documents_are_paged(bot, shop)
         f"Работа {i:03d}" for i in range(150)
     ]
     assert big_id
+
+
+async def test_documents_by_organization_and_department(bot, shop):
+    from tests.factories import make_organization
+
+    async with bot.app.session_factory() as s:
+        from storage.models import Client
+
+        ivanov = await s.get(Client, shop["ivanov"])
+        alfa = await make_organization(s, "Альфа", ["Сервис", "Магазин"])
+        beta = await make_organization(s, "Бета", ["Склад"])
+        service, shop_dept = alfa.departments
+        for org, dept in ((alfa, service), (alfa, shop_dept), (alfa, shop_dept), (beta, None)):
+            await make_document(s, ivanov, DocType.INVOICE, organization=org, department=dept)
+        await s.commit()
+    await bot.send(MANAGER, "/client иванов")
+    card = screen(bot, MANAGER)
+    await bot.press(MANAGER, card.button("Документы")["callback_data"], card.message_id)
+    assert "Документы: 7" in seen(bot, MANAGER)
+    await bot.press(
+        MANAGER, screen(bot, MANAGER).button("Альфа")["callback_data"], card.message_id
+    )
+    assert "Документы: 3" in seen(bot, MANAGER)
+    await bot.press(
+        MANAGER, screen(bot, MANAGER).button("Магазин")["callback_data"], card.message_id
+    )
+    assert "Документы: 2" in seen(bot, MANAGER)
+    assert "✓ Магазин" in str(screen(bot, MANAGER).buttons)
+
+
+async def test_main_menu_buttons(bot, shop):
+    out = await bot.send(MASTER, "/start")
+    menu = screen(bot, MASTER)
+    assert "Сотрудники" not in str(menu.buttons)  # a master manages no staff
+    await bot.press(MASTER, menu.button("Отборы")["callback_data"], menu.message_id)
+    assert "Только мои" in str(screen(bot, MASTER).buttons)
+    assert out.sent
