@@ -378,6 +378,14 @@ class Event(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     result: Mapped[str | None] = mapped_column(String(40))
     delivery_status: Mapped[str | None] = mapped_column(String(40))
+    # Where a message went (E.164 digits, an e-mail address, a Telegram chat id): contacts
+    # change, the log must still say which one was used.
+    recipient: Mapped[str | None] = mapped_column(String(300))
+    # Why a delivery failed (gateway or SMTP error), and the provider's message id.
+    delivery_error: Mapped[str | None] = mapped_column(String(500))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    # The time a client asked to be called back (calls with the "call back" outcome).
+    call_back_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column()
     processed_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
