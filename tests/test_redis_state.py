@@ -22,7 +22,7 @@ async def redis_url():
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
         await client.flushdb()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable here"
+    except Exception as exc:  # any failure means "not reachable here"
         await client.aclose()
         pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc!r}")
     yield REDIS_URL
