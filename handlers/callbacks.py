@@ -75,3 +75,12 @@ class StaffAction(CallbackData, prefix="sa"):
     action: str  # "list" | "invite" | "ask" | "off"
     staff_id: int = 0
     role: str = ""
+
+
+class ContactMenu(CallbackData, prefix="cm"):
+    """The client card's ways of contacting and editing (handled in handlers/contact.py):
+    ``edit`` (contact information), ``call``, ``sms``, ``email``, ``tg`` (a Telegram message
+    to a linked client), ``log`` (register a contact by hand)."""
+
+    client_id: int
+    action: str

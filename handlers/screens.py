@@ -26,6 +26,7 @@ from handlers import fmt
 from handlers.callbacks import (
     Back,
     ClientTab,
+    ContactMenu,
     DocumentsFilter,
     FilterList,
     FilterToggle,
@@ -406,6 +407,32 @@ def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
             InlineKeyboardButton(
                 text=_("Documents ({count})").format(count=card.counts.documents),
                 callback_data=DocumentsFilter(client_id=cid).pack(),
+            )
+        )
+    contact_row = []
+    if can(staff, Permission.EVENTS):
+        contact_row += [
+            InlineKeyboardButton(
+                text="📞", callback_data=ContactMenu(client_id=cid, action="call").pack()
+            ),
+            InlineKeyboardButton(
+                text="SMS", callback_data=ContactMenu(client_id=cid, action="sms").pack()
+            ),
+            InlineKeyboardButton(
+                text="📧", callback_data=ContactMenu(client_id=cid, action="email").pack()
+            ),
+            InlineKeyboardButton(
+                text=_("Register contact"),
+                callback_data=ContactMenu(client_id=cid, action="log").pack(),
+            ),
+        ]
+    if contact_row:
+        builder.row(*contact_row)
+    if can(staff, Permission.EDIT_CLIENT):
+        builder.row(
+            InlineKeyboardButton(
+                text=_("Edit contacts"),
+                callback_data=ContactMenu(client_id=cid, action="edit").pack(),
             )
         )
     for car in card.cars[:8]:
