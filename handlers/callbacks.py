@@ -84,3 +84,39 @@ class ContactMenu(CallbackData, prefix="cm"):
 
     client_id: int
     action: str
+
+
+class PayStart(CallbackData, prefix="ps"):
+    """Take a payment for an order: ``cash_desk`` (Оплата) or ``cash_receipt`` (ПКО)."""
+
+    order_id: int
+    method: str
+
+
+class PayConfirm(CallbackData, prefix="pc"):
+    """The confirmed amount. ``nonce`` was made when the question was asked: a double tap
+    or a replayed update carries the same one, and records one payment."""
+
+    order_id: int
+    method: str
+    amount: int
+    nonce: str
+
+
+class SendInvoice(CallbackData, prefix="iv"):
+    order_id: int
+
+
+class OrderDocument(CallbackData, prefix="od"):
+    """Make a document on the basis of an order: ``invoice`` or ``sale``."""
+
+    order_id: int
+    kind: str
+
+
+class NewDocument(CallbackData, prefix="nd"):
+    """A new ``order`` (customer order) or ``request`` (repair request) for the client."""
+
+    client_id: int
+    kind: str
+    car_id: int = 0

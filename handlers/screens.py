@@ -30,11 +30,15 @@ from handlers.callbacks import (
     DocumentsFilter,
     FilterList,
     FilterToggle,
+    NewDocument,
     OpenCar,
     OpenClient,
     OpenDocument,
+    OrderDocument,
     OrdersView,
+    PayStart,
     SearchPage,
+    SendInvoice,
 )
 from handlers.fmt import q
 from services import cards, ledger
@@ -43,12 +47,14 @@ from services.events import list_events
 from services.filters import ClientFilter, FilterContext
 from services.search import Box, CarHit, ClientHit, SearchService, list_clients
 from storage.models import (
+    Client,
     Department,
     DocState,
     DocType,
     Document,
     EventKind,
     Organization,
+    PaymentMethod,
     Staff,
 )
 
@@ -428,6 +434,17 @@ def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
         ]
     if contact_row:
         builder.row(*contact_row)
+    if can(staff, Permission.DOCUMENTS):
+        builder.row(
+            InlineKeyboardButton(
+                text=_("New order"),
+                callback_data=NewDocument(client_id=cid, kind="order").pack(),
+            ),
+            InlineKeyboardButton(
+                text=_("New repair request"),
+                callback_data=NewDocument(client_id=cid, kind="request").pack(),
+            ),
+        )
     if can(staff, Permission.EDIT_CLIENT):
         builder.row(
             InlineKeyboardButton(
@@ -716,6 +733,59 @@ def may_open_document(staff: Staff, doc_type: DocType, has_car: bool) -> bool:
     return has_car and doc_type in CAR_DOCS and can(staff, Permission.CAR_HISTORY)
 
 
+def order_buttons(
+    staff: Staff, balance: ledger.OrderBalance, *, client_linked: bool, settings: Settings
+) -> list[list[InlineKeyboardButton]]:
+    """What may be done with an order from its screen, by role."""
+    d = balance.document
+    rows: list[list[InlineKeyboardButton]] = []
+    payable = d.doc_type in (DocType.CUSTOMER_ORDER, DocType.WORK_ORDER) and balance.debt > 0
+    if payable and can(staff, Permission.PAYMENTS):
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=_("Pay"),
+                    callback_data=PayStart(
+                        order_id=d.id, method=PaymentMethod.CASH_DESK.value
+                    ).pack(),
+                ),
+                InlineKeyboardButton(
+                    text=_("Cash receipt order"),
+                    callback_data=PayStart(
+                        order_id=d.id, method=PaymentMethod.CASH_RECEIPT.value
+                    ).pack(),
+                ),
+            ]
+        )
+        if client_linked and settings.payments_provider_token is not None:
+            rows.append(
+                [
+                    InlineKeyboardButton(
+                        text=_("Send a Telegram invoice"),
+                        callback_data=SendInvoice(order_id=d.id).pack(),
+                    )
+                ]
+            )
+    if (
+        d.doc_type is DocType.CUSTOMER_ORDER
+        and d.state is DocState.OPEN
+        and can(staff, Permission.DOCUMENTS)
+    ):
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=_("Invoice"),
+                    callback_data=OrderDocument(order_id=d.id, kind="invoice").pack(),
+                ),
+                InlineKeyboardButton(
+                    text=_("Sale of the goods ready"),
+                    callback_data=OrderDocument(order_id=d.id, kind="sale").pack(),
+                ),
+            ]
+        )
+    return rows
+
+
 async def document_screen(cb: OpenDocument, ctx: ScreenContext) -> Screen:
     ctx.require(Permission.SEARCH)
     view = await cards.document_lines(ctx.session, cb.document_id)
@@ -767,6 +837,16 @@ async def document_screen(cb: OpenDocument, ctx: ScreenContext) -> Screen:
         raise Stale("page")
     builder = InlineKeyboardBuilder()
     builder.row(*pager(lambda p: OpenDocument(document_id=d.id, page=p), cb.page, len(pages)))
+    if d.doc_type in (DocType.CUSTOMER_ORDER, DocType.WORK_ORDER):
+        balance = await ledger.document_balance(ctx.session, d.id)
+        linked = await ctx.session.scalar(
+            select(Client.telegram_chat_id).where(Client.id == d.client_id)
+        )
+        if balance is not None:
+            for row in order_buttons(
+                ctx.staff, balance, client_linked=linked is not None, settings=ctx.settings
+            ):
+                builder.row(*row)
     builder.row(back_button())
     return Screen(pages[cb.page], builder.as_markup())
 

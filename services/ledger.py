@@ -210,3 +210,18 @@ async def order_balances(
         charge = doc.amount if charges(doc.doc_type, doc.state) else 0
         balances.append(OrderBalance(doc, doc.amount, paid, charge - paid))
     return balances
+
+
+async def document_balance(session: AsyncSession, document_id: int) -> OrderBalance | None:
+    """One document's total, paid and debt (the same rules as the Orders tab)."""
+    row = (
+        await session.execute(
+            select(*DOCUMENT_ROW_COLUMNS, paid_of(Document)).where(Document.id == document_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    doc = document_row(row)
+    paid = int(row[-1] or 0)
+    charge = doc.amount if charges(doc.doc_type, doc.state) else 0
+    return OrderBalance(doc, doc.amount, paid, charge - paid)
