@@ -6,8 +6,8 @@ import csv
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.importer import ImportFailed, ImportReport, import_files, inn_problem
 from services.search import Box, SearchService
@@ -565,6 +565,40 @@ async def test_file_level_problems(
         await run(session_factory, bad, skip_bad=True, rejects_path=bad)
     async with session_factory() as s:
         assert set(await s.scalars(select(Client.external_id))) == {"S1"}
+
+
+async def test_statements_grow_with_chunks_not_rows(
+    engine: AsyncEngine, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Thousands of rows are written with a few dozen statements (batched lookups and
+    bulk inserts), not one or more per row."""
+    n = 2500
+    clients = "id,name,phone,email,discount_card\n" + "".join(
+        f"C{i},Клиент {i},+7 916 {i:07d},c{i}@example.ru,{100000 + i}\n" for i in range(n)
+    )
+    cars = "id,client_id,make,plate\n" + "".join(
+        f"A{i},C{i},LADA,А{i:03d}ВС77\n" for i in range(n)
+    )
+    statements = 0
+
+    def count_statement(*_args: object) -> None:
+        nonlocal statements
+        statements += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count_statement)
+    try:
+        report = await run(
+            session_factory,
+            write(tmp_path / "clients.csv", clients),
+            write(tmp_path / "cars.csv", cars),
+        )
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count_statement)
+    assert (report.clients.created, report.cars.created) == (n, n)
+    assert statements < 100, statements
+    async with session_factory() as s:
+        result = await SearchService().search(s, "+7 916 000-24-99", box=Box.CONTACT)
+        assert [c.name for c in result.clients] == ["Клиент 2499"]
 
 
 def test_inn_checksum() -> None:
