@@ -1097,6 +1097,7 @@ async def _write_clients(
             new_contacts.extend(added)
             if added and changed is not None:
                 changed.append("contacts")
+            taken_from: dict[str, int] = {}  # card number -> its former holder
             for number in row.cards:
                 card_id, holder = cards.get(number, (None, None))
                 if number not in cards:
@@ -1108,6 +1109,7 @@ async def _write_clients(
                     moved_cards.append({"id": card_id, "client_id": cid})
                     if holder is not None:
                         touched.add(holder)
+                        taken_from[number] = holder
                 else:
                     continue
                 cards[number] = (card_id, cid)
@@ -1124,14 +1126,11 @@ async def _write_clients(
                 continue
             if changed:
                 touched.add(cid)
-            audit_rows.append(
-                _audit_row(
-                    "import.client",
-                    "client",
-                    cid,
-                    _details(row.external_id, file_name, row.line, changed),
-                )
-            )
+            details = _details(row.external_id, file_name, row.line, changed)
+            if taken_from:
+                # The former holders lose a card: say whose it was.
+                details["cards_taken_from"] = taken_from
+            audit_rows.append(_audit_row("import.client", "client", cid, details))
         await _fresh_plans(session, False)
         if updates:
             await session.execute(update(Client), updates)

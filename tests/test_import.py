@@ -369,6 +369,13 @@ async def test_importing_twice_updates_and_never_duplicates(
 
         assert await changes(ivan) == [None, ["contacts", "name"]]
         assert await changes(anna) == [None, ["cards"]]
+        moved = await s.scalar(
+            select(AuditLog.details)
+            .where(AuditLog.action == "import.client", AuditLog.entity_id == anna.id)
+            .order_by(AuditLog.id.desc())
+            .limit(1)
+        )
+        assert moved is not None and moved["cards_taken_from"] == {"1001": ivan.id}
 
 
 async def test_audit_rows(
