@@ -152,7 +152,8 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"ccbot import: {problem}", file=sys.stderr)
             if len(failed.problems) > 50:
                 print(f"... and {len(failed.problems) - 50} more", file=sys.stderr)
-            print("nothing was imported (use --skip-bad to import the rest)", file=sys.stderr)
+            hint = "" if args.skip_bad else " (use --skip-bad to import the rest)"
+            print(f"nothing was imported{hint}", file=sys.stderr)
             return 1
         print(file=sys.stderr)
         print(report)
