@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.ledger import (
     DOCUMENT_ROW_COLUMNS,
     DocumentRow,
-    client_debt_expr,
+    client_debt_of_row,
     document_row,
-    open_work_orders_debt_expr,
+    open_work_orders_debt_of_row,
 )
 from storage.models import (
     Car,
@@ -138,8 +138,8 @@ async def client_card(session: AsyncSession, client_id: int) -> ClientCard | Non
                     of=Document,
                 ),
                 _count(owned, of=Document),
-                client_debt_expr(client_id),
-                open_work_orders_debt_expr(client_id),
+                client_debt_of_row(),
+                open_work_orders_debt_of_row(),
             )
             .outerjoin(PriceType, PriceType.id == Client.price_type_id)
             .outerjoin(Staff, Staff.id == Client.manager_id)

@@ -33,6 +33,7 @@ Every figure is one SQL statement with aggregates; nothing loops over documents 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +43,7 @@ from sqlalchemy import BigInteger, ColumnElement, and_, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from storage.models import DocState, DocType, Document
+from storage.models import Client, DocState, DocType, Document
 
 # The states in which a document is a charge, per type; a type not listed never charges.
 CHARGING_STATES: dict[DocType, frozenset[DocState]] = {
@@ -134,7 +135,7 @@ def paid_of(doc: _Doc) -> ColumnElement[int]:
 
 
 def _balance(
-    client_id: int,
+    client_id: Any,
     doc_type: DocType | None = None,
     states: Collection[DocState] | None = None,
 ) -> ColumnElement[int]:
@@ -163,6 +164,19 @@ def _balance(
         .scalar_subquery()
     )
     return charged - paid
+
+
+@functools.cache
+def client_debt_of_row() -> ColumnElement[int]:
+    """The debt of the ``Client`` row of the enclosing query (correlated), built once:
+    building these expressions costs more than running them."""
+    return _balance(Client.id)
+
+
+@functools.cache
+def open_work_orders_debt_of_row() -> ColumnElement[int]:
+    """The open work orders' debt of the enclosing query's ``Client`` row, built once."""
+    return _balance(Client.id, DocType.WORK_ORDER, OPEN_WORK_ORDER_STATES)
 
 
 def client_debt_expr(client_id: int) -> ColumnElement[int]:
