@@ -592,6 +592,9 @@ class _Shop:
         state: _State,
     ) -> None:
         self.rng = rng
+        # Moments come from a stream of their own, drawn where a choice depends on ``now``
+        # too: another ``now`` then moves the times but changes nothing else.
+        self.trng = DemoRandom(rng.getrandbits(64))
         self.total = total
         self.now = int(now.timestamp())
         self.tz = tz
@@ -665,9 +668,9 @@ class _Shop:
         """A moment in working hours (9:00-20:00 local) between lo and hi, to the minute."""
         if hi <= lo:
             return hi
-        rng = self.rng
-        day = rng.randint(self.day_of(lo), self.day_of(hi))
-        ts = self.at(day, rng.randrange(9 * 60, 20 * 60))
+        trng = self.trng
+        day = trng.randint(self.day_of(lo), self.day_of(hi))
+        ts = self.at(day, trng.randrange(9 * 60, 20 * 60))
         return min(max(ts, lo), hi)
 
     def dt(self, ts: int) -> datetime:
@@ -760,7 +763,7 @@ class _Shop:
         """Clients came over eight years, the lower ids first."""
         span = 8 * 365 * DAY
         base = self.now - span + span * (n - 1) // max(1, self.total)
-        ts = base + self.rng.randrange(-10 * DAY, 10 * DAY)
+        ts = base + self.trng.randrange(-10 * DAY, 10 * DAY)
         return min(ts, self.now - 2 * HOUR)
 
     def person_name(self) -> tuple[str, str, str, str | None, bool]:
@@ -1063,7 +1066,7 @@ class _Shop:
         # 8-25 thousand km a year while new, half that after twelve years
         years = min(age, 12) + max(0, age - 12) / 2
         mileage = int(years * rng.randint(8_000, 25_000) + rng.randint(300, 15_000)) // 100 * 100
-        created = owner.created + (0 if not owner.cars else rng.randrange(0, 400 * DAY))
+        created = owner.created + (0 if not owner.cars else self.trng.randrange(0, 400 * DAY))
         created = min(created, self.now - HOUR)
         car = _Car(car_id, mileage, created, created)
         owner.cars.append(car)
@@ -1151,7 +1154,7 @@ class _Shop:
         elif what == "booking_today":
             self.booking(c, 0)
         elif what == "new_event":
-            self.event(c, self.now - self.rng.randrange(HOUR, DAY), new=True)
+            self.event(c, self.now - self.trng.randrange(HOUR, DAY), new=True)
 
     def touch(self, c: _Client, car: _Car | None, ts: int) -> None:
         c.last = max(c.last, ts)
@@ -1172,11 +1175,12 @@ class _Shop:
         elif kind in (EventKind.SMS, EventKind.EMAIL, EventKind.TELEGRAM):
             delivery = DELIVERY[rng.randrange(len(DELIVERY))]
         recent = self.now - ts < 3 * DAY
-        if new or (recent and rng.random() < 0.6) or (not recent and rng.random() < 0.01):
+        chance = self.trng.random()
+        if new or chance < (0.6 if recent else 0.01):
             processed_at = processed_by = None
             self.summary.unprocessed_events += 1
         else:
-            processed_at = self.dt(min(self.now, ts + rng.randrange(300, DAY)))
+            processed_at = self.dt(min(self.now, ts + self.trng.randrange(300, DAY)))
             processed_by = author
         self.out.add(
             "events",
@@ -1551,7 +1555,7 @@ class _Shop:
                 "catalogue_number": catalogue_number,
                 "maker": maker or None,
                 "source": source,
-                "created_at": self.dt(max(c.created, ts - self.rng.randrange(60, HOUR))),
+                "created_at": self.dt(max(c.created, ts - self.trng.randrange(60, HOUR))),
             },
         )
         self.summary.selections += 1
@@ -1560,17 +1564,18 @@ class _Shop:
         self, c: _Client, day: int, *, car: _Car | None = None, arrived: bool = False
     ) -> None:
         """A booking ``day`` days from today (shop time zone)."""
-        rng = self.rng
+        rng, trng = self.rng, self.trng
         car = car or (c.cars[rng.randrange(len(c.cars))] if c.cars else None)
-        start = self.at(self.today + day, rng.randrange(18, 39) * 30)  # 9:00 .. 19:00
-        end = start + rng.choice([1, 1, 2, 2, 3]) * HOUR
-        created = min(self.now, max(c.created, start - rng.randrange(HOUR, 10 * DAY)))
-        if arrived or (start <= self.now and rng.random() < 0.85):
+        start = self.at(self.today + day, trng.randrange(18, 39) * 30)  # 9:00 .. 19:00
+        end = start + trng.choice([1, 1, 2, 2, 3]) * HOUR
+        created = min(self.now, max(c.created, start - trng.randrange(HOUR, 10 * DAY)))
+        chance = trng.random()
+        if arrived or (start <= self.now and chance < 0.85):
             state = BookingState.ARRIVED if start <= self.now else BookingState.ACTIVE
         elif start <= self.now:
             state = BookingState.CANCELLED
         else:
-            state = BookingState.ACTIVE if rng.random() < 0.92 else BookingState.CANCELLED
+            state = BookingState.ACTIVE if chance < 0.92 else BookingState.CANCELLED
         author = c.manager_id or self.staff_member(self.managers)
         self.out.add(
             "bookings",

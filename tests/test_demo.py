@@ -9,7 +9,7 @@ import shutil
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,8 @@ from services.filters import ClientFilter, FilterContext
 from services.normalize import car_terms, client_terms, is_vin, parse_phone
 from services.numbering import next_number
 from services.search import SearchService
-from storage.bulk import search_index_migration
+from storage import search_repo
+from storage.bulk import BulkLoader, search_index_migration
 from storage.db import make_engine
 from storage.filters import filters_condition
 from storage.models import (
@@ -109,6 +110,31 @@ async def test_same_seed_gives_the_same_rows(engine, other_engine):
     assert await _digest(engine) == await _digest(other_engine)
 
 
+async def test_another_now_moves_only_the_times(engine, other_engine):
+    await _demo(engine)
+    await _demo(other_engine, now=NOW + timedelta(days=40, hours=7))
+    what = [
+        select(Client.id, Client.name, Client.inn, Client.main_phone, Client.manager_id),
+        select(ContactInfo.id, ContactInfo.client_id, ContactInfo.kind, ContactInfo.value),
+        select(Car.id, Car.name, Car.vin, Car.body_number, Car.plate, Car.configuration),
+        select(ClientCar.client_id, ClientCar.car_id, ClientCar.role),
+        select(Document.id, Document.doc_type, Document.number, Document.state,
+               Document.client_id, Document.car_id, Document.base_id, Document.amount),
+        select(DocumentLine.id, DocumentLine.document_id, DocumentLine.item,
+               DocumentLine.amount),
+        select(Event.id, Event.client_id, Event.car_id, Event.kind, Event.text),
+        select(Booking.id, Booking.client_id, Booking.car_id, Booking.bay, Booking.reason),
+        select(SearchTerm.id, SearchTerm.owner_id, SearchTerm.field, SearchTerm.term),
+    ]  # fmt: skip
+    for stmt in what:
+        stmt = stmt.order_by(*stmt.selected_columns[:2])
+        async with engine.connect() as a, other_engine.connect() as b:
+            assert (await a.execute(stmt)).all() == (await b.execute(stmt)).all(), stmt
+    async with engine.connect() as a, other_engine.connect() as b:
+        stmt = select(Client.created_at).where(Client.id == 2)
+        assert await a.scalar(stmt) != await b.scalar(stmt)
+
+
 async def test_another_seed_gives_other_rows(engine, other_engine):
     await _demo(engine)
     await _demo(other_engine, seed=SEED + 1)
@@ -134,7 +160,7 @@ async def test_summary_and_progress(engine):
             (Booking, summary.bookings),
         ):
             assert await conn.scalar(select(func.count()).select_from(model)) == counted
-    assert 1.15 <= summary.cars / N <= 1.5
+    assert 1.1 <= summary.cars / N <= 1.7  # about 1.3 at scale; 200 clients wobble
     assert summary.client_cars > summary.cars  # some cars have an owner and a driver
 
 
@@ -445,3 +471,40 @@ def test_demo_is_fast_enough_for_a_million(tmp_path, sqlite_template):
         return summary.seconds
 
     assert asyncio.run(run()) < 30
+
+
+async def _index_is_up(engine: AsyncEngine, dialect: str) -> bool:
+    async with engine.connect() as conn:
+        if dialect == "sqlite":
+            sql = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+            return await conn.scalar(text(sql)) == 3
+        sql = "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_search_terms_term_trgm'"
+        return await conn.scalar(text(sql)) == 1
+
+
+async def test_a_failed_load_puts_the_search_index_back(engine, session, dialect):
+    term = {"id": 1, "owner_type": "car", "owner_id": 1, "field": "plate", "term": "А777АА77"}
+    orphan = {"id": 1, "client_id": 999, "kind": "mobile", "value": "79161234567", "comment": None}
+    with pytest.raises(Exception):  # noqa: B017 - IntegrityError or asyncpg's own
+        async with BulkLoader(engine, defer_search_index=True) as loader:
+            loader.add("search_terms", term)
+            await loader.flush()
+            loader.add("contact_info", orphan)  # no client 999
+            await loader.flush()
+    assert await _index_is_up(engine, dialect)
+    # the committed chunk is indexed, and the next ORM insert gets a fresh id
+    assert await session.scalar(select(func.count()).select_from(SearchTerm)) == 1
+    session.add(SearchTerm(owner_type="car", owner_id=2, field="plate", term="В888ВВ77"))
+    await session.commit()
+    found = await search_repo.substring_candidates(session, ["777АА"], {"plate"}, 10)
+    assert [c.owner_id for c in found] == [1]
+
+
+async def test_references_checked_at_the_end_when_deferred(engine, dialect):
+    orphan = {"id": 1, "client_id": 999, "kind": "mobile", "value": "79161234567", "comment": None}
+    with pytest.raises(Exception, match=r"point nowhere|FOREIGN KEY|foreign key"):
+        async with BulkLoader(engine, defer_reference_checks=True) as loader:
+            loader.add("contact_info", orphan)
+    async with engine.connect() as conn:
+        if dialect == "postgresql":
+            assert await conn.scalar(text("SHOW session_replication_role")) == "origin"
