@@ -21,10 +21,11 @@ import signal
 import traceback
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -43,7 +44,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings, SettingsError, exit_on_settings_error
 from bot.i18n import StaffI18nMiddleware, make_i18n
 from bot.middlewares import DbSessionMiddleware, StaffMiddleware
-from handlers import common, errors, navigation, search, staff_admin
+from handlers import common, contact, errors, navigation, search, staff_admin
+from services.messaging import (
+    HttpSmsGateway,
+    RecordingSmsGateway,
+    SmsGateway,
+    SmsResult,
+    SmtpSettings,
+    TlsMode,
+)
 from services.search import SearchService
 from storage.db import make_engine, make_session_factory
 
@@ -61,6 +70,7 @@ ROUTERS: tuple[RouterFactory, ...] = (
     common.make_strangers_router,
     common.make_router,
     staff_admin.make_router,
+    contact.make_router,
     navigation.make_router,
     search.make_router,  # the catch-all for text: keep it after every message handler
     navigation.make_fallback_router,  # presses nobody understood: last
@@ -80,11 +90,15 @@ class App:
     dp: TrackingDispatcher
     search_service: SearchService
     i18n: I18n
+    sms_gateway: SmsGateway = field(default_factory=RecordingSmsGateway)
+    smtp: SmtpSettings | None = None
 
     async def close(self) -> None:
         try:
             await self.bot.session.close()
             await self.dp.storage.close()
+            if isinstance(self.sms_gateway, LazyHttpSmsGateway):
+                await self.sms_gateway.close()
         finally:
             await self.engine.dispose()
 
@@ -92,6 +106,8 @@ class App:
 def build(settings: Settings, *, routers: Iterable[RouterFactory] = ROUTERS) -> App:
     """Everything the bot needs, built from ``settings``; raises SettingsError on a bad one."""
     bot = make_bot(settings)
+    sms_gateway = make_sms_gateway(settings)
+    smtp = make_smtp(settings)
     i18n = make_i18n(settings.default_locale)
     search_service = SearchService(settings.search_boxes())
     engine = make_engine(settings.database_url)
@@ -102,8 +118,10 @@ def build(settings: Settings, *, routers: Iterable[RouterFactory] = ROUTERS) -> 
         search_service=search_service,
         i18n=i18n,
         routers=routers,
+        sms_gateway=sms_gateway,
+        smtp=smtp,
     )
-    return App(settings, engine, session_factory, bot, dp, search_service, i18n)
+    return App(settings, engine, session_factory, bot, dp, search_service, i18n, sms_gateway, smtp)
 
 
 def make_fsm_storage(settings: Settings) -> BaseStorage:
@@ -114,6 +132,64 @@ def make_fsm_storage(settings: Settings) -> BaseStorage:
 
         return RedisStorage.from_url(settings.redis_url, state_ttl=FSM_TTL, data_ttl=FSM_TTL)
     return MemoryStorage()
+
+
+SMTP_PORTS = {TlsMode.NONE: 25, TlsMode.STARTTLS: 587, TlsMode.TLS: 465}
+
+
+def make_smtp(settings: Settings) -> SmtpSettings | None:
+    """How e-mail to clients is sent (``SMTP_*``); None when ``SMTP_HOST`` is not set."""
+    if not settings.smtp_host:
+        return None
+    user = settings.smtp_user or None
+    sender = settings.smtp_from or (user if user and "@" in user else None)
+    if not sender:
+        raise SettingsError("SMTP_FROM", "is not set (the address e-mails to clients come from)")
+    tls = TlsMode(settings.smtp_tls)
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+    return SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port or SMTP_PORTS[tls],
+        from_address=sender,
+        username=user,
+        password=password or None,
+        tls=tls,
+    )
+
+
+def make_sms_gateway(settings: Settings) -> SmsGateway:
+    """The HTTP gateway of ``SMS_GATEWAY_URL``; without one, SMS are only recorded."""
+    if not settings.sms_gateway_url:
+        return RecordingSmsGateway()
+    key = settings.sms_api_key.get_secret_value() if settings.sms_api_key else ""
+    if not key.strip():
+        raise SettingsError("SMS_API_KEY", "is not set (the key of SMS_GATEWAY_URL)")
+    return LazyHttpSmsGateway(settings.sms_gateway_url, key, sender=settings.sms_sender)
+
+
+class LazyHttpSmsGateway:
+    """:class:`HttpSmsGateway` on one aiohttp session for the whole app: opened with the
+    first SMS (a session needs the running loop), closed by :meth:`App.close`."""
+
+    def __init__(self, url: str, api_key: str, *, sender: str | None = None) -> None:
+        self.url = url
+        self._api_key = api_key
+        self.sender = sender
+        self._http: aiohttp.ClientSession | None = None
+        self._gateway: HttpSmsGateway | None = None
+
+    def __repr__(self) -> str:
+        return f"LazyHttpSmsGateway(url={self.url!r})"
+
+    async def send(self, phone_e164: str, text: str) -> SmsResult:
+        if self._gateway is None or self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession()
+            self._gateway = HttpSmsGateway(self.url, self._api_key, self._http, sender=self.sender)
+        return await self._gateway.send(phone_e164, text)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
 
 
 def make_bot(settings: Settings) -> Bot:

@@ -38,6 +38,19 @@ class Settings(BaseSettings):
     search_fields_contact: str = "phone,email,contact"
     search_fields_car: str = "plate,vin,body"
     log_level: str = "INFO"
+    # SMS to clients: an HTTP gateway (JSON POST, the key in a header); unset: SMS are only
+    # recorded on the Events tab, nothing leaves the shop.
+    sms_gateway_url: str | None = Field(default=None, pattern=r"^https?://")
+    sms_api_key: SecretStr | None = None
+    sms_sender: str | None = Field(default=None, max_length=20)
+    # E-mail to clients over SMTP; unset SMTP_HOST: e-mail is off. The port defaults to the
+    # TLS mode's (25 none, 587 starttls, 465 tls); SMTP_FROM defaults to SMTP_USER.
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_from: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
     # Webhook mode (`ccbot webhook`): where to listen, and what Telegram is told to post to.
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8080, ge=1, le=65535)
@@ -58,6 +71,11 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("smtp_tls", mode="before")
+    @classmethod
+    def _lower_tls(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("webhook_secret")
     @classmethod
