@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings, SettingsError, exit_on_settings_error
 from bot.i18n import StaffI18nMiddleware, make_i18n
 from bot.middlewares import DbSessionMiddleware, StaffMiddleware
-from handlers import common, contact, errors, navigation, search, staff_admin
+from handlers import common, contact, errors, navigation, payments, search, staff_admin
 from services.messaging import (
     HttpSmsGateway,
     RecordingSmsGateway,
@@ -67,10 +67,12 @@ RouterFactory = Callable[[], Router]
 ROUTERS: tuple[RouterFactory, ...] = (
     errors.make_router,
     staff_admin.make_invite_router,  # invite links are opened by people not yet staff
+    payments.make_client_router,  # clients pay invoices: checkout and payment
     common.make_strangers_router,
     common.make_router,
     staff_admin.make_router,
     contact.make_router,
+    payments.make_router,
     navigation.make_router,
     search.make_router,  # the catch-all for text: keep it after every message handler
     navigation.make_fallback_router,  # presses nobody understood: last
@@ -344,7 +346,20 @@ def make_webhook_app(app: App, settings: Settings) -> web.Application:
 
 
 class _SecretCheckingHandler(SimpleRequestHandler):
-    """aiogram's handler answers 401 to a wrong secret; this one also says so in the log."""
+    """aiogram's handler answers 401 to a wrong secret; this one also says so in the log.
+    Updates are handled in the background (Telegram gets its 200 at once), except the
+    critical ones: a successful payment is answered only once it is committed, and with a
+    500 when it was not, so that Telegram delivers it again."""
+
+    async def _handle_request_background(self, bot: Bot, request: web.Request) -> web.Response:
+        data = await request.json(loads=bot.session.json_loads)
+        update = Update.model_validate(data, context={"bot": bot})
+        if not is_critical(update):
+            return await super()._handle_request_background(bot, request)
+        dp: TrackingDispatcher = self.dispatcher  # type: ignore[assignment]
+        if await dp.feed_critical(bot, update, **self.data):
+            return web.json_response({}, dumps=bot.session.json_dumps)
+        return web.Response(status=500, text="not committed, send it again")
 
     def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
         if super().verify_secret(telegram_secret_token, bot):
@@ -440,12 +455,53 @@ class UpdateTracker:
         return sum(self.in_flight.values())
 
 
+def is_critical(update: Update) -> bool:
+    """An update that must not be lost: Telegram is told it arrived only once it is
+    committed. A successful payment is the one: Telegram will not send it again."""
+    message = update.message
+    return message is not None and message.successful_payment is not None
+
+
+class CriticalUpdateError(RuntimeError):
+    """A critical update could not be committed: polling stops without confirming it, so
+    that Telegram delivers it again when the bot is back."""
+
+
 class TrackingDispatcher(Dispatcher):
-    """aiogram's Dispatcher, counting the updates it handles (see :class:`UpdateTracker`)."""
+    """aiogram's Dispatcher, counting the updates it handles (see :class:`UpdateTracker`),
+    and holding back the confirmation of critical updates until they are committed."""
+
+    CRITICAL_RETRIES = (0.5, 2.0, 5.0)  # seconds before each new try
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.tracker = UpdateTracker()
+
+    async def feed_critical(self, bot: Bot, update: Update, **kwargs: Any) -> bool:
+        """Handle ``update`` now, trying again a few times; True once its handler says it
+        committed (it sets ``critical["committed"]``)."""
+        for delay in (0.0, *self.CRITICAL_RETRIES):
+            if delay:
+                await asyncio.sleep(delay)
+            critical = {"committed": False}
+            try:
+                await self.feed_update(bot, update, critical=critical, **kwargs)
+            except Exception:
+                logger.exception("critical update %s failed", update.update_id)
+            if critical["committed"]:
+                return True
+        logger.critical("critical update %s could not be committed", update.update_id)
+        return False
+
+    async def _listen_updates(self, bot: Bot, *args: Any, **kwargs: Any) -> Any:
+        # Long polling confirms a batch when it asks for the next one. A critical update is
+        # handled here, before that happens; the rest go on as tasks.
+        async for update in super()._listen_updates(bot, *args, **kwargs):
+            if is_critical(update):
+                if not await self.feed_critical(bot, update, **self.workflow_data):
+                    raise CriticalUpdateError(f"update {update.update_id} not committed")
+                continue
+            yield update
 
     async def feed_update(self, bot: Bot, update: Update, **kwargs: Any) -> Any:
         self.tracker.begin(update.update_id)

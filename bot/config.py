@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     search_fields_contact: str = "phone,email,contact"
     search_fields_car: str = "plate,vin,body"
     log_level: str = "INFO"
+    # Telegram Payments: the provider token from @BotFather (payments off when unset).
+    payments_provider_token: SecretStr | None = None
     # SMS to clients: an HTTP gateway (JSON POST, the key in a header); unset: SMS are only
     # recorded on the Events tab, nothing leaves the shop.
     sms_gateway_url: str | None = Field(default=None, pattern=r"^https?://")
@@ -113,6 +115,12 @@ class Settings(BaseSettings):
             "contact": tuple(self.search_fields_contact.split(",")),
             "car": tuple(self.search_fields_car.split(",")),
         }
+
+    def payments_secret(self) -> bytes:
+        """The key that signs invoice payloads: derived from the bot token, never stored."""
+        import hashlib
+
+        return hashlib.sha256(b"ccbot-invoice-payload:" + self.require_token().encode()).digest()
 
     def require_token(self) -> str:
         if self.bot_token is None or not self.bot_token.get_secret_value().strip():
