@@ -428,6 +428,9 @@ def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
                 text="📧", callback_data=ContactMenu(client_id=cid, action="email").pack()
             ),
             InlineKeyboardButton(
+                text="💬", callback_data=ContactMenu(client_id=cid, action="tg").pack()
+            ),
+            InlineKeyboardButton(
                 text=_("Register contact"),
                 callback_data=ContactMenu(client_id=cid, action="log").pack(),
             ),
@@ -485,6 +488,11 @@ async def _events_tab(card: cards.ClientCard, cb: OpenClient, ctx: ScreenContext
         blocks.append(_("No events yet."))
     text = fmt.paginate(header, blocks)[0]
     builder = InlineKeyboardBuilder()
+    # handlers.contact builds on this module, hence the import here
+    from handlers.contact import event_buttons
+
+    for buttons in event_buttons(rows, card.id, page=page, tz=tz):
+        builder.row(*buttons)
     builder.row(
         *pager(
             lambda p: OpenClient(client_id=card.id, tab=ClientTab.EVENTS, page=p),
