@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     search_fields_contact: str = "phone,email,contact"
     search_fields_car: str = "plate,vin,body"
     log_level: str = "INFO"
+    # The OEM catalogue (a Laximo-based site, say): a URL with {vin}; no button when unset.
+    oem_catalogue_url: str | None = None
     # Telegram Payments: the provider token from @BotFather (payments off when unset).
     payments_provider_token: SecretStr | None = None
     # SMS to clients: an HTTP gateway (JSON POST, the key in a header); unset: SMS are only
@@ -64,6 +66,18 @@ class Settings(BaseSettings):
         default=None,
         description="Checked on every webhook request (X-Telegram-Bot-Api-Secret-Token)",
     )
+
+    @field_validator("oem_catalogue_url")
+    @classmethod
+    def _oem_template(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from services.oem import BadOemTemplate, check_template
+
+        try:
+            return check_template(value)
+        except BadOemTemplate as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("timezone")
     @classmethod

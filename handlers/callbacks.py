@@ -120,3 +120,10 @@ class NewDocument(CallbackData, prefix="nd"):
     client_id: int
     kind: str
     car_id: int = 0
+
+
+class CarSelections(CallbackData, prefix="sh"):
+    """The selection history of a car (История подборов), a page of it."""
+
+    car_id: int
+    page: int = 0

@@ -25,6 +25,7 @@ from bot.config import Settings
 from handlers import fmt
 from handlers.callbacks import (
     Back,
+    CarSelections,
     ClientTab,
     ContactMenu,
     DocumentsFilter,
@@ -45,7 +46,9 @@ from services import cards, ledger
 from services.access import Permission, can
 from services.events import list_events
 from services.filters import ClientFilter, FilterContext
+from services.oem import oem_link
 from services.search import Box, CarHit, ClientHit, SearchService, list_clients
+from services.selections import car_selections
 from storage.models import (
     Client,
     Department,
@@ -913,6 +916,15 @@ async def car_screen(cb: OpenCar, ctx: ScreenContext) -> Screen:
                     )
                 )
         builder.row(*pager(lambda p: OpenCar(car_id=card.id, page=p), page, _pages(total)))
+    if can(ctx.staff, Permission.CAR_HISTORY):
+        builder.row(
+            InlineKeyboardButton(
+                text=_("Selection history"), callback_data=CarSelections(car_id=card.id).pack()
+            )
+        )
+        link = oem_link(ctx.settings.oem_catalogue_url, card.vin)
+        if link is not None:
+            builder.row(InlineKeyboardButton(text=_("OEM catalogue"), url=link))
     if can(ctx.staff, Permission.ORDERS) and card.clients:
         builder.row(
             InlineKeyboardButton(
@@ -920,6 +932,36 @@ async def car_screen(cb: OpenCar, ctx: ScreenContext) -> Screen:
                 callback_data=OrdersView(client_id=card.clients[0].id, car_id=card.id).pack(),
             )
         )
+    builder.row(back_button())
+    return Screen(fmt.paginate(lines[0], lines[1:])[0], builder.as_markup())
+
+
+async def selections_screen(cb: CarSelections, ctx: ScreenContext) -> Screen:
+    ctx.require(Permission.CAR_HISTORY)
+    card = await cards.car_card(ctx.session, cb.car_id)
+    if card is None:
+        raise Stale("car")
+    rows, total = await car_selections(
+        ctx.session, card.id, offset=max(cb.page, 0) * PAGE, limit=PAGE
+    )
+    page = _page_in_range(cb.page, total)
+    tz = ctx.settings.tz
+    lines = [
+        f"🚗 <b>{q(card.name)}</b> · {q(card.plate or card.vin or card.body_number)}",
+        "",
+        "<b>" + _("Selection history ({count})").format(count=total) + "</b>",
+    ]
+    if not rows:
+        lines.append(_("Nothing was picked for this car yet."))
+    for r in rows:
+        number = f" [{q(r.catalogue_number)}]" if r.catalogue_number else ""
+        maker = f" · {q(r.maker)}" if r.maker else ""
+        who = f" · {q(r.staff)}" if r.staff else ""
+        lines.append(
+            f"• {fmt.when(r.created_at, tz)} · {q(r.item)}{number}{maker} · {q(r.source)}{who}"
+        )
+    builder = InlineKeyboardBuilder()
+    builder.row(*pager(lambda p: CarSelections(car_id=card.id, page=p), page, _pages(total)))
     builder.row(back_button())
     return Screen(fmt.paginate(lines[0], lines[1:])[0], builder.as_markup())
 
@@ -934,6 +976,7 @@ RENDERERS: dict[type[CallbackData], Renderer] = {
     DocumentsFilter: documents_screen,
     OpenDocument: document_screen,
     OpenCar: car_screen,
+    CarSelections: selections_screen,
 }
 
 

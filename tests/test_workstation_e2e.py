@@ -317,3 +317,62 @@ async def test_main_menu_buttons(bot, shop):
     await bot.press(MASTER, menu.button("Отборы")["callback_data"], menu.message_id)
     assert "Только мои" in str(screen(bot, MASTER).buttons)
     assert out.sent
+
+
+async def test_selection_history_and_oem_catalogue_on_the_car_card(db_url):
+    from services.selections import SelectionSource, record_pick
+    from storage.models import LineKind, Staff
+
+    async with running_bot(
+        db_url, oem_catalogue_url="https://oem.example/catalog?vin={vin}"
+    ) as bot:
+        await bot.add_staff(MASTER, "Пётр Мастер", Role.MASTER)
+        async with bot.app.session_factory() as s:
+            client = await make_client(s, "Иванов Иван", "+7 (945) 123-10-10")
+            car = await make_car(s, client, plate="Н123АР77", vin="NMTBM28E80R058037")
+            master = (await s.scalars(select(Staff))).one()
+            await record_pick(
+                s,
+                car_id=car.id,
+                client_id=client.id,
+                staff=master,
+                kind=LineKind.GOODS,
+                item="Колодки тормозные",
+                catalogue_number="04465-12610",
+                maker="TOYOTA",
+                source=SelectionSource.OEM,
+            )
+            await s.commit()
+        await bot.send(MASTER, "n123ap")
+        card = screen(bot, MASTER)
+        oem = card.button("OEM каталог")
+        assert oem["url"] == "https://oem.example/catalog?vin=NMTBM28E80R058037"
+        await bot.press(
+            MASTER, card.button("История подборов")["callback_data"], card.message_id
+        )
+
+        text = seen(bot, MASTER)
+        assert "История подборов (1)" in text and "Колодки тормозные [04465-12610]" in text
+
+
+def test_every_button_prefix_is_unique():
+    """Two kinds of button with one prefix would be read as each other."""
+    import importlib
+    import pkgutil
+
+    from aiogram.filters.callback_data import CallbackData
+
+    import handlers
+
+    for info in pkgutil.iter_modules(handlers.__path__):
+        importlib.import_module(f"handlers.{info.name}")
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    mine = [c for c in subclasses(CallbackData) if c.__module__.startswith("handlers.")]
+    prefixes = [c.__prefix__ for c in mine]
+    assert len(mine) > 10
+    assert len(prefixes) == len(set(prefixes)), sorted(prefixes)
