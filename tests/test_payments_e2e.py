@@ -264,3 +264,21 @@ async def test_a_payment_that_cannot_be_committed_is_delivered_again(sqlite_url,
             await again.dp.stop_polling()
             await polling
             await again.close()
+
+
+async def test_two_cashiers_paying_the_same_order_at_once(bot, order):
+    """Both asked for the whole debt; both press at the same moment: one payment."""
+    import asyncio
+
+    second = CASHIER + 1
+    await bot.add_staff(second, "Вера Кассир", Role.CASHIER)
+    buttons = []
+    for user in (CASHIER, second):
+        mid = await open_order(bot, user)
+        await bot.press(user, screen(bot, user).button("Оплата")["callback_data"], mid)
+        buttons.append((user, screen(bot, user).button("Принять 117,00")["callback_data"], mid))
+    updates = [bot.api.callback(user, data, mid) for user, data, mid in buttons]
+    await asyncio.gather(*(bot.handled(u, within=15) for u in updates))
+    assert await payments_of(bot, order["order"]) == [(11_700, "cash_desk")]
+    answers = [c.params.get("text") for c in bot.api.calls_of("answerCallbackQuery")[-2:]]
+    assert sorted(answers) == ["Оплата записана.", "По этому заказу нет долга."]
