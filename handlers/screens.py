@@ -63,7 +63,7 @@ from storage.models import (
 
 PAGE = 10
 # Every hit of a search is ranked in memory anyway (see services.search); pages are cut here.
-MAX_HITS = 1000
+MAX_HITS = 1000  # above the search's own cap: every candidate it ranked
 BUTTON_CHARS = 60
 # An event's text in the list (ten to a page, well inside Telegram's 4096).
 EVENT_CHARS = 300

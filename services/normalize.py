@@ -17,6 +17,7 @@ import phonenumbers
 SEARCH_FIELDS = ("name", "inn", "card", "phone", "email", "contact", "plate", "vin", "body")
 CLIENT_FIELDS = frozenset({"name", "inn", "card", "phone", "email", "contact"})
 CAR_FIELDS = frozenset({"plate", "vin", "body"})
+CODE_FIELDS = frozenset({"plate", "vin", "body", "card", "inn"})
 
 # The 12 letters allowed on Russian plates and their Latin look-alikes, plus the
 # phonetic equivalents people type on a Latin keyboard (N, R, S, V, U).
@@ -230,7 +231,15 @@ def query_probes(text: str, fields: tuple[str, ...] | frozenset[str]) -> list[Te
     """How one typed query is looked for in each field: the query folded the way that
     field's values are folded. Fields the query cannot match are left out."""
     probes: list[Term] = []
+    has_digit = bool(_DIGITS.search(text))
+    has_letter = any(ch.isalpha() for ch in text)
     for field in fields:
+        # Plates, VINs, body, card and tax numbers all carry digits, and names carry
+        # letters: a text without them cannot match there, so it is not looked up.
+        if field in CODE_FIELDS and not has_digit:
+            continue
+        if field == "name" and not has_letter:
+            continue
         if field in ("name", "contact"):
             value = normalize_name(text)
         elif field == "email":

@@ -26,7 +26,7 @@ from storage.models import Car, Client, ClientCar
 MAX_QUERY_CHARS = 100
 MIN_SUBSTRING = 3  # trigram indexes need three characters
 MIN_PHONE_SUBSTRING = 4
-DEFAULT_CAP = 1000
+DEFAULT_CAP = 200  # candidates per lookup: 20 pages, and the ranking stays cheap
 DEFAULT_BOXES: dict[str, tuple[str, ...]] = {
     "client": ("name", "card"),
     "contact": ("phone", "email", "contact"),
@@ -144,7 +144,10 @@ class SearchService:
             return result
         probes = query_probes(text, self.boxes[box])
         if not probes:
-            result.problem = Problem.NOTHING_TO_SEARCH
+            # A text that cannot match this box's fields (letters in the car box, say)
+            # finds nothing; one without a letter or a digit is not a search at all.
+            if not any(ch.isalnum() for ch in text):
+                result.problem = Problem.NOTHING_TO_SEARCH
             return result
 
         matches: dict[tuple[str, int], _Match] = {}
