@@ -16,6 +16,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
@@ -154,6 +155,8 @@ async def refuse(
 ) -> None:
     """Answer "out of date" and write the press to the audit log; never raises."""
     try:
+        if inspect(staff).expired_attributes:
+            await session.refresh(staff)  # a rollback before the refusal expired it
         audit.record(
             session,
             "button.refused",

@@ -282,3 +282,17 @@ async def test_two_cashiers_paying_the_same_order_at_once(bot, order):
     assert await payments_of(bot, order["order"]) == [(11_700, "cash_desk")]
     answers = [c.params.get("text") for c in bot.api.calls_of("answerCallbackQuery")[-2:]]
     assert sorted(answers) == ["Оплата записана.", "По этому заказу нет долга."]
+
+
+async def test_a_new_document_for_a_gone_client_is_refused_and_audited(bot, order):
+    from handlers.callbacks import NewDocument
+
+    manager = 400
+    await bot.add_staff(manager, "Анна Менеджер", Role.MANAGER)
+    bot.api.known_chat(manager)
+    forged = NewDocument(client_id=999_999, kind="order").pack()
+    out = await bot.press(manager, forged, 1)
+    assert out.of("answerCallbackQuery")[0].params["text"] == "Эта кнопка устарела."
+    async with bot.app.session_factory() as s:
+        rows = (await s.scalars(select(AuditLog).where(AuditLog.action == "button.refused"))).all()
+    assert [(r.actor_telegram_id, r.details["reason"]) for r in rows] == [(manager, "stale")]
