@@ -112,15 +112,19 @@ async def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
-    from services.demo import generate
+    from services.demo import DemoError, generate
     from storage.migrate import upgrade
 
     async def body(engine, _factory) -> int:
         await upgrade(engine)
-        with _progress(args.clients, "clients") as tick:
-            summary = await generate(
-                engine, clients=args.clients, seed=args.seed, progress=tick, tz=settings.tz
-            )
+        try:
+            with _progress(args.clients, "clients") as tick:
+                summary = await generate(
+                    engine, clients=args.clients, seed=args.seed, progress=tick, tz=settings.tz
+                )
+        except DemoError as exc:
+            print(f"ccbot demo-data: {exc}", file=sys.stderr)
+            return 1
         print(summary)
         return 0
 

@@ -108,3 +108,11 @@ def test_search_prints_matches_and_problems(db_env, capsys):
     assert code == 2 and "unknown filter" in err
     code, out, _ = run(capsys, "search", "иван", "--box", "car")
     assert "clients: 0" in out and "cars: 0" in out
+
+
+def test_demo_data_twice_says_why_without_a_traceback(db_env, capsys):
+    assert run(capsys, "demo-data", "--clients", "20")[0] == 0
+    code, _, err = run(capsys, "demo-data", "--clients", "20")
+    last = err.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("ccbot demo-data: the database already has 20 clients")
+    assert "Traceback" not in err
