@@ -31,7 +31,11 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramUnauthorizedError,
+)
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import Update
@@ -380,6 +384,13 @@ async def _running(settings: Settings) -> AsyncIterator[App]:
         yield app
     except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
         raise
+    except TelegramUnauthorizedError:
+        logger.error("Telegram refused the bot token: check BOT_TOKEN")
+        raise SystemExit(1) from None
+    except TelegramNetworkError as exc:
+        where = settings.telegram_api_url or "api.telegram.org"
+        logger.error("cannot reach the Bot API at %s (TELEGRAM_API_URL): %s", where, exc.message)
+        raise SystemExit(1) from None
     except Exception:
         logger.exception("the bot stopped on an error")
         raise SystemExit(1) from None
