@@ -62,9 +62,14 @@ async def _nav(state: FSMContext) -> dict[str, Any]:
     return dict(data.get(NAV) or {"cur": None, "stack": []})
 
 
+def trail(current: CallbackData | None) -> dict[str, Any]:
+    """The FSM data of a new trail starting at ``current``."""
+    return {NAV: {"cur": current.pack() if current else None, "stack": []}}
+
+
 async def reset(state: FSMContext, current: CallbackData | None) -> None:
     """A new message starts a new trail (a search, a command)."""
-    await state.update_data({NAV: {"cur": current.pack() if current else None, "stack": []}})
+    await state.update_data(trail(current))
 
 
 async def _push(state: FSMContext, cb: CallbackData) -> None:

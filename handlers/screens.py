@@ -47,7 +47,7 @@ from services.access import Permission, can
 from services.events import list_events
 from services.filters import ClientFilter, FilterContext
 from services.oem import oem_link
-from services.search import Box, CarHit, ClientHit, SearchService, list_clients
+from services.search import Box, CarHit, ClientHit, SearchResult, SearchService, list_clients
 from services.selections import car_selections
 from storage.models import (
     Client,
@@ -62,8 +62,6 @@ from storage.models import (
 )
 
 PAGE = 10
-# Every hit of a search is ranked in memory anyway (see services.search); pages are cut here.
-MAX_HITS = 1000  # above the search's own cap: every candidate it ranked
 BUTTON_CHARS = 60
 # An event's text in the list (ten to a page, well inside Telegram's 4096).
 EVENT_CHARS = 300
@@ -224,14 +222,23 @@ async def search_screen(cb: SearchPage, ctx: ScreenContext) -> Screen:
         box=Box(search["box"]),
         filters=filters,
         ctx=ctx.filter_context(),
-        limit=MAX_HITS,
+        offset=max(cb.page, 0) * PAGE,
+        limit=PAGE,
+        joined=True,
     )
+    return search_results(result, filters, cb.page)
+
+
+def search_results(result: SearchResult, filters: frozenset[ClientFilter], page: int) -> Screen:
+    """A page of a search: ``result`` holds that page of the clients followed by the cars
+    (``SearchService.search(..., joined=True)``) and the totals."""
+    total = result.clients_total + result.cars_total
+    page = _page_in_range(page, total)
     hits: list[InlineKeyboardButton] = [client_button(c) for c in result.clients]
     hits += [car_button(c) for c in result.cars]
-    page = _page_in_range(cb.page, len(hits))
     more = "+" if result.more else ""
     lines = [
-        "🔎 " + _("Search: {query}").format(query=f"<b>{q(search['q'])}</b>"),
+        "🔎 " + _("Search: {query}").format(query=f"<b>{q(result.query)}</b>"),
         _("Clients: {clients} · Cars: {cars}").format(
             clients=f"{result.clients_total}{more}", cars=f"{result.cars_total}{more}"
         ),
@@ -242,12 +249,12 @@ async def search_screen(cb: SearchPage, ctx: ScreenContext) -> Screen:
         )
     if result.more:
         lines.append(_("Showing the best matches; type more of the name or number to narrow."))
-    if not hits:
+    if not total:
         lines += ["", nothing_found_hint()]
     builder = InlineKeyboardBuilder()
-    for button in hits[page * PAGE : (page + 1) * PAGE]:
+    for button in hits[:PAGE]:
         builder.row(button)
-    builder.row(*pager(lambda p: SearchPage(page=p), page, _pages(len(hits))))
+    builder.row(*pager(lambda p: SearchPage(page=p), page, _pages(total)))
     return Screen("\n".join(lines), builder.as_markup())
 
 

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Settings
 from handlers import IsStaff
 from handlers.callbacks import FilterToggle, OpenCar, OpenClient, SearchPage
-from handlers.navigation import reset, screen_context
-from handlers.screens import Forbidden, Screen, Stale, render
+from handlers.navigation import reset, screen_context, trail
+from handlers.screens import PAGE, Forbidden, Screen, Stale, render, search_results
 from services.access import Permission, can
 from services.filters import ClientFilter
 from services.search import MAX_QUERY_CHARS, Box, Problem, SearchService
@@ -129,8 +129,9 @@ async def run_search(
     data = await state.get_data()
     filters = frozenset(ClientFilter(f) for f in data.get("filters", []))
     ctx = screen_context(session, staff, settings, search_service, state)
+    # The first page of the search screen, so that the screen is not searched again.
     result = await search_service.search(
-        session, text, box=box, filters=filters, ctx=ctx.filter_context(), limit=2
+        session, text, box=box, filters=filters, ctx=ctx.filter_context(), limit=PAGE, joined=True
     )
     if result.problem is not None:
         await message.answer(
@@ -141,8 +142,7 @@ async def run_search(
             )
         )
         return
-    await state.update_data(search={"q": text, "box": box.value})
-    target = SearchPage(page=0)
+    target: SearchPage | OpenClient | OpenCar = SearchPage(page=0)
     if result.clients_total + result.cars_total == 1:
         # One result: straight to its card.
         target = (
@@ -150,9 +150,12 @@ async def run_search(
             if result.clients
             else OpenCar(car_id=result.cars[0].id)
         )
-    try:
-        screen = await render(target, ctx)
-    except (Forbidden, Stale):  # pragma: no cover - found a moment ago, allowed by role
-        screen = Screen(_("Nothing found."))
-    await reset(state, target)
+        try:
+            screen = await render(target, ctx)
+        except (Forbidden, Stale):  # pragma: no cover - found a moment ago, allowed by role
+            screen = Screen(_("Nothing found."))
+    else:
+        screen = search_results(result, filters, 0)
+    # The search and a new trail of screens, in one write to the FSM storage.
+    await state.update_data({"search": {"q": text, "box": box.value}, **trail(target)})
     await message.answer(screen.text, reply_markup=screen.markup)

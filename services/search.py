@@ -21,7 +21,7 @@ from services.filters import ClientFilter, FilterContext
 from services.normalize import CAR_FIELDS, CLIENT_FIELDS, SEARCH_FIELDS, query_probes
 from storage import search_repo
 from storage.filters import filters_condition
-from storage.models import Car, Client, ClientCar
+from storage.models import Client, ClientCar
 
 MAX_QUERY_CHARS = 100
 MIN_SUBSTRING = 3  # trigram indexes need three characters
@@ -131,9 +131,15 @@ class SearchService:
         ctx: FilterContext | None = None,
         offset: int = 0,
         limit: int = 10,
+        joined: bool = False,
     ) -> SearchResult:
         """Clients and cars matching ``text`` in the fields of ``box``, ranked, one page
-        of each. With filters, only clients passing them and the cars of such clients."""
+        of each. With filters, only clients passing them and the cars of such clients.
+        ``joined``: ``offset`` and ``limit`` cut the list of the clients followed by the cars
+        (one page of the search screen) instead of each list on its own.
+
+        Two statements whatever the query (three with filters): every index lookup in one,
+        then the page of clients and of cars ranked in SQL; only the page's rows are read."""
         text = text or ""
         result = SearchResult(query=text)
         if not text.strip():
@@ -150,14 +156,15 @@ class SearchService:
                 result.problem = Problem.NOTHING_TO_SEARCH
             return result
 
-        matches: dict[tuple[str, int], _Match] = {}
         # Probes with the same folded text are looked up together.
         by_term: dict[str, set[str]] = {}
         for probe in probes:
             by_term.setdefault(probe.term, set()).add(probe.field)
-        for term, fields in by_term.items():
-            more = await self._lookup(session, term, fields, matches)
-            result.more = result.more or more
+        lookups = [
+            search_repo.Lookup(term, frozenset(fields), tuple(_words(term, fields)))
+            for term, fields in by_term.items()
+        ]
+        matches, result.more = await self._lookup(session, lookups)
 
         client_ids = [oid for (kind, oid) in matches if kind == "client"]
         car_ids = [oid for (kind, oid) in matches if kind == "car"]
@@ -165,36 +172,66 @@ class SearchService:
             if ctx is None:
                 raise ValueError("filters need a FilterContext")
             client_ids, car_ids = await _apply_filters(session, client_ids, car_ids, filters, ctx)
-
-        clients = await _load_clients(session, client_ids, matches)
-        cars = await _load_cars(session, car_ids, matches)
-        clients.sort(key=lambda h: (h.tier, -h.last_activity_at.timestamp(), h.name, h.id))
-        cars.sort(key=lambda h: (h.tier, -h.last_activity_at.timestamp(), h.name, h.id))
-        result.clients_total, result.cars_total = len(clients), len(cars)
-        result.clients = clients[offset : offset + limit]
-        result.cars = cars[offset : offset + limit]
+        result.clients_total, result.cars_total = len(client_ids), len(car_ids)
+        if joined:
+            # One page of the list the search screen shows: the clients, then the cars.
+            clients_page = (offset, max(0, min(offset + limit, len(client_ids)) - offset))
+            car_start = max(offset, len(client_ids))
+            cars_page = (car_start - len(client_ids), max(0, offset + limit - car_start))
+        else:
+            clients_page = cars_page = (offset, limit)
+        rows = await search_repo.ranked_pages(
+            session,
+            [
+                ("client", _by_tier(client_ids, "client", matches), *clients_page),
+                ("car", _by_tier(car_ids, "car", matches), *cars_page),
+            ],
+        )
+        for row in rows:
+            m = matches[(row.owner_type, row.id)]
+            if row.owner_type == "client":
+                result.clients.append(
+                    ClientHit(
+                        row.id,
+                        row.name,
+                        str(row.a),
+                        row.b,
+                        row.c,
+                        m.field,
+                        m.tier,
+                        row.last_activity_at,
+                    )
+                )
+            else:
+                result.cars.append(
+                    CarHit(
+                        row.id,
+                        row.name,
+                        row.a,
+                        row.b,
+                        row.c,
+                        row.year,
+                        m.field,
+                        m.tier,
+                        row.last_activity_at,
+                    )
+                )
         return result
 
     async def _lookup(
-        self,
-        session: AsyncSession,
-        term: str,
-        fields: set[str],
-        matches: dict[tuple[str, int], _Match],
-    ) -> bool:
-        """Adds the owners whose terms match to ``matches``; True when a cap was hit."""
-        more = False
-        # Exact and prefix matches come from the B-tree and are never crowded out.
-        prefix = await search_repo.prefix_candidates(session, term, fields, self.cap)
-        more |= len(prefix) >= self.cap
-        candidates = list(prefix)
-        words = _words(term, fields)
-        if words:
-            found = await search_repo.substring_candidates(session, words, fields, self.cap)
-            more |= len(found) >= self.cap
-            candidates.extend(found)
-        for cand in candidates:
-            if not all(w in cand.term for w in words or [term]):
+        self, session: AsyncSession, lookups: list[search_repo.Lookup]
+    ) -> tuple[dict[tuple[str, int], _Match], bool]:
+        """The owners whose terms match, each with its best tier (exact, prefix, substring)
+        and the field of that match; and True when a lookup hit its cap. Exact and prefix
+        matches come from the B-tree and are never crowded out by substring ones."""
+        matches: dict[tuple[str, int], _Match] = {}
+        found = await search_repo.tagged_candidates(session, lookups, self.cap)
+        per_part: dict[int, int] = {}
+        for cand in found:
+            per_part[cand.part] = per_part.get(cand.part, 0) + 1
+            lookup = lookups[cand.part // 2]
+            term = lookup.term
+            if not all(w in cand.term for w in lookup.words or (term,)):
                 continue  # the index is a pre-filter; the folded text decides
             if cand.term == term:
                 tier = Tier.EXACT
@@ -206,7 +243,17 @@ class SearchService:
             old = matches.get(key)
             if old is None or tier < old.tier:
                 matches[key] = _Match(tier, cand.field)
-        return more
+        more = any(count >= self.cap for count in per_part.values())
+        return matches, more
+
+
+def _by_tier(
+    ids: list[int], kind: str, matches: Mapping[tuple[str, int], _Match]
+) -> dict[int, list[int]]:
+    tiers: dict[int, list[int]] = {}
+    for i in ids:
+        tiers.setdefault(int(matches[(kind, i)].tier), []).append(i)
+    return tiers
 
 
 def _words(term: str, fields: set[str]) -> list[str]:
@@ -239,51 +286,6 @@ async def _apply_filters(
         )
         car_ids = [r[0] for r in rows]
     return client_ids, car_ids
-
-
-async def _load_clients(
-    session: AsyncSession, ids: list[int], matches: Mapping[tuple[str, int], _Match]
-) -> list[ClientHit]:
-    if not ids:
-        return []
-    rows = await session.execute(
-        select(
-            Client.id,
-            Client.name,
-            Client.kind,
-            Client.inn,
-            Client.main_phone,
-            Client.last_activity_at,
-        ).where(Client.id.in_(ids))
-    )
-    hits = []
-    for cid, name, kind, inn, phone, activity in rows:
-        m = matches[("client", cid)]
-        hits.append(ClientHit(cid, name, str(kind), inn, phone, m.field, m.tier, activity))
-    return hits
-
-
-async def _load_cars(
-    session: AsyncSession, ids: list[int], matches: Mapping[tuple[str, int], _Match]
-) -> list[CarHit]:
-    if not ids:
-        return []
-    rows = await session.execute(
-        select(
-            Car.id,
-            Car.name,
-            Car.plate,
-            Car.vin,
-            Car.body_number,
-            Car.year,
-            Car.last_activity_at,
-        ).where(Car.id.in_(ids))
-    )
-    hits = []
-    for cid, name, plate, vin, body, year, activity in rows:
-        m = matches[("car", cid)]
-        hits.append(CarHit(cid, name, plate, vin, body, year, m.field, m.tier, activity))
-    return hits
 
 
 async def list_clients(

@@ -4,13 +4,28 @@ FTS5 trigram (SQLite) or pg_trgm GIN (PostgreSQL) for substrings, the B-tree on
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import NamedTuple
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, and_, column, select, table
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    column,
+    literal_column,
+    null,
+    select,
+    table,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import SearchTerm
+from storage.models import Car, Client, SearchTerm
 
 # The FTS5 index made by migration 0002 (SQLite only).
 SEARCH_FTS = table("search_fts", column("rowid"), column("term"))
@@ -84,3 +99,143 @@ async def prefix_candidates(
 ) -> list[Candidate]:
     result = await session.execute(prefix_query(term, fields, cap))
     return [Candidate(*row) for row in result]
+
+
+class Lookup(NamedTuple):
+    """One folded form of a search: its term, the fields it is looked for in, and the
+    words to find anywhere (empty: exact and prefix matches only)."""
+
+    term: str
+    fields: frozenset[str]
+    words: tuple[str, ...]
+
+
+class TaggedCandidate(NamedTuple):
+    part: int  # 2 × the lookup's position, + 1 for its substring select
+    owner_type: str
+    owner_id: int
+    field: str
+    term: str
+
+
+def lookups_query(dialect: str, lookups: Sequence[Lookup], cap: int) -> Select:
+    """Every lookup of a search in one statement: per folded form, the B-tree prefix select
+    and (with words) the substring select, each with its own LIMIT, tagged with ``part``.
+    One statement instead of two per form: in this process each statement costs more than
+    the index lookup it runs."""
+    parts: list[Select] = []
+    for i, lookup in enumerate(lookups):
+        selects = [(2 * i, prefix_query(lookup.term, lookup.fields, cap))]
+        if lookup.words:
+            selects.append((2 * i + 1, substring_query(dialect, lookup.words, lookup.fields, cap)))
+        for tag, stmt in selects:
+            sub = stmt.subquery()
+            parts.append(select(literal_column(str(tag)).label("part"), *sub.c))
+    return parts[0] if len(parts) == 1 else union_all(*parts)  # type: ignore[return-value]
+
+
+async def tagged_candidates(
+    session: AsyncSession, lookups: Sequence[Lookup], cap: int
+) -> list[TaggedCandidate]:
+    """The candidates of every lookup, in the order of ``lookups`` (prefix before
+    substring), each lookup's in the order its index gives them."""
+    dialect = session.get_bind().dialect.name
+    result = await session.execute(lookups_query(dialect, lookups, cap))
+    return [TaggedCandidate(*row) for row in result]
+
+
+# --- one ranked page of clients and of cars ------------------------------------------------
+
+
+class PageRow(NamedTuple):
+    """A client (``a, b, c`` = kind, INN, main phone) or a car (plate, VIN, body number)."""
+
+    owner_type: str
+    id: int
+    name: str
+    a: str | None
+    b: str | None
+    c: str | None
+    year: int | None
+    last_activity_at: datetime
+    tier: int
+
+
+def _ranked(
+    dialect: str,
+    kind: str,
+    tiers: Mapping[int, Sequence[int]],
+    offset: int,
+    limit: int,
+) -> Select:
+    """The page of ``kind`` among the ids grouped by tier: tier, latest activity, name
+    (code point order on both databases), id. Only the page's rows are read."""
+    model: type[Client] | type[Car] = Client if kind == "client" else Car
+    ids = [i for group in tiers.values() for i in group]
+    groups = sorted(tiers.items())
+    order: list[Any] = []
+    if len(groups) == 1:
+        tier: ColumnElement[int] = literal_column(str(groups[0][0]), Integer)
+    else:
+        # The last tier needs no test: every id is in one of them.
+        tier = case(
+            *((model.id.in_(group), literal_column(str(t))) for t, group in groups[:-1]),
+            else_=literal_column(str(groups[-1][0])),
+        )
+        order.append(tier)
+    name: Any = model.name
+    if dialect == "postgresql":
+        name = model.name.collate("C")
+    if kind == "client":
+        cols: tuple[Any, ...] = (
+            type_coerce(Client.kind, String),
+            Client.inn,
+            Client.main_phone,
+            type_coerce(null(), Integer),
+        )
+    else:
+        cols = (Car.plate, Car.vin, Car.body_number, Car.year)
+    return (
+        select(
+            literal_column(f"'{kind}'", String).label("owner_type"),
+            model.id,
+            model.name,
+            *cols,
+            model.last_activity_at,
+            tier.label("tier"),
+        )
+        .where(model.id.in_(ids))
+        .order_by(*order, model.last_activity_at.desc(), name, model.id)
+        .offset(offset)
+        .limit(limit)
+    )
+
+
+async def ranked_pages(
+    session: AsyncSession,
+    pages: Sequence[tuple[str, Mapping[int, Sequence[int]], int, int]],
+) -> list[PageRow]:
+    """One statement for a page of clients and a page of cars: ``pages`` holds
+    ``(kind, ids by tier, offset, limit)`` per kind; rows come kind by kind, ranked."""
+    dialect = session.get_bind().dialect.name
+    stmts = [_ranked(dialect, *page) for page in pages if page[1] and page[3] > 0]
+    if not stmts:
+        return []
+    if len(stmts) == 1:
+        stmt: Any = stmts[0]
+    else:
+        stmt = union_all(*(select(s.subquery()) for s in stmts))
+    rows = [PageRow(*row) for row in await session.execute(stmt)]
+    # The database ranked each page; a compound statement need not keep that order.
+    rows.sort(key=_rank_key)
+    return rows
+
+
+def _rank_key(row: PageRow) -> tuple[bool, int, float, str, int]:
+    return (
+        row.owner_type != "client",
+        row.tier,
+        -row.last_activity_at.timestamp(),
+        row.name,
+        row.id,
+    )
