@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -215,6 +216,64 @@ class NaiveSearch(SearchService):
         return SearchResult(query=text, clients=hits, clients_total=len(hits))
 
 
+# --- the floor: aiogram alone -----------------------------------------------------------
+
+
+@dataclass
+class Floor:
+    """A dispatcher with nothing of ours: no middleware, no database."""
+
+    dp: Any
+    bot: Any
+
+
+def floor_app(api_url: str, *, calls: bool) -> Floor:
+    """``calls``: a press answered as a card press is (answer the callback, edit the
+    message: two Bot API calls), but without reading anything; else no handler at all."""
+    from aiogram import Bot, Dispatcher, Router
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.types import CallbackQuery, Message
+
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
+    bot = Bot(TOKEN, session=session)
+    dp = Dispatcher()
+    if calls:
+        router = Router()
+
+        @router.callback_query()
+        async def press(callback: CallbackQuery) -> None:
+            await callback.answer()
+            if isinstance(callback.message, Message):
+                await callback.message.edit_text("screen")
+
+        dp.include_router(router)
+    return Floor(dp, bot)
+
+
+# --- the Bot API in a process of its own ------------------------------------------------
+
+
+def _serve_api(port_queue: Any) -> None:
+    async def serve() -> None:
+        runner, url = await start_api()
+        port_queue.put(url)
+        await asyncio.Event().wait()
+        await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+def start_api_process() -> tuple[Any, str]:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_serve_api, args=(queue,), daemon=True)
+    proc.start()
+    return proc, queue.get(timeout=60)
+
+
 # --- measuring --------------------------------------------------------------------------------
 
 
@@ -226,6 +285,7 @@ class Figures:
     p95: float
     per_second: float
     per_second_concurrent: float | None = None
+    cpu_ms: float | None = None  # CPU time of this process (every thread) per update
 
 
 def pct(values: list[float], q: float) -> float:
@@ -233,13 +293,18 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+CPU: list[float] = [0.0]  # CPU seconds of the last feed()
+
+
 async def feed(app: Any, updates: list[Update]) -> tuple[list[float], float]:
     latencies = []
+    cpu = time.process_time()
     started = time.perf_counter()
     for update in updates:
         t0 = time.perf_counter()
         await app.dp.feed_update(app.bot, update)
         latencies.append((time.perf_counter() - t0) * 1000)
+    CPU[0] = time.process_time() - cpu
     return latencies, time.perf_counter() - started
 
 
@@ -266,12 +331,22 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--naive", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--api-process",
+        action="store_true",
+        help="answer the Bot API from another process (its CPU is then not counted here)",
+    )
     args = parser.parse_args()
     url = args.url or f"sqlite+aiosqlite:///{args.db}"
     if not args.url and not args.db.exists():
         raise SystemExit(f"{args.db} does not exist: build it with bench/search_bench.py")
 
-    runner, api_url = await start_api()
+    proc = runner = None
+    if args.api_process:
+        proc, api_url = start_api_process()
+    else:
+        runner, api_url = await start_api()
+    load_before = os.getloadavg()
     settings = load_settings(bot_token=TOKEN, database_url=url, telegram_api_url=api_url)
     app = build(settings)
     try:
@@ -296,6 +371,7 @@ async def main() -> None:
             updates = [make(next(uid), item) for item in items[:n]]
             lat, wall = await feed(app, updates)
             again = [make(next(uid), item) for item in items[:n]]
+            cpu = CPU[0] / len(lat) * 1000
             wall_c = await feed_concurrently(app, again, args.concurrency)
             results.append(
                 Figures(
@@ -305,6 +381,7 @@ async def main() -> None:
                     pct(lat, 0.95),
                     len(lat) / wall,
                     len(again) / wall_c,
+                    cpu,
                 )
             )
 
@@ -318,21 +395,59 @@ async def main() -> None:
                 statistics.median(lat),
                 pct(lat, 0.95),
                 len(lat) / wall,
+                cpu_ms=CPU[0] / len(lat) * 1000,
             )
         )
+
+        # The floor, in the same run: aiogram alone, without and with the Bot API calls.
+        for label, calls in (
+            ("floor: a press through an empty dispatcher", False),
+            ("floor: a press answered and edited, nothing read", True),
+        ):
+            floor = floor_app(api_url, calls=calls)
+            try:
+                presses_ = [press_update(next(uid), "x") for _ in range(args.warmup + n)]
+                await feed(floor, presses_[: args.warmup])
+                lat, wall = await feed(floor, presses_[args.warmup :])
+                results.append(
+                    Figures(
+                        label,
+                        len(lat),
+                        statistics.median(lat),
+                        pct(lat, 0.95),
+                        len(lat) / wall,
+                        cpu_ms=CPU[0] / len(lat) * 1000,
+                    )
+                )
+            finally:
+                await floor.bot.session.close()
     finally:
         await app.close()
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
+        if proc is not None:
+            proc.terminate()
 
     print(f"\n{clients:,} clients, {url.split('///')[-1] if not args.url else url}")
+    where = "another process" if args.api_process else "this process"
+    load_after = os.getloadavg()
+    print(
+        f"Bot API answered in {where}; load average {load_before[0]:.1f} before, "
+        f"{load_after[0]:.1f} after ({os.cpu_count()} CPUs)"
+    )
     print(
         f"\n| update | n | p50 ms | p95 ms | updates/s (one at a time) | "
-        f"updates/s ({args.concurrency} at a time) |"
+        f"updates/s ({args.concurrency} at a time) | CPU ms per update | updates/s per CPU "
+        "second |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         conc = f"{r.per_second_concurrent:.0f}" if r.per_second_concurrent else "—"
-        print(f"| {r.kind} | {r.n} | {r.p50:.1f} | {r.p95:.1f} | {r.per_second:.0f} | {conc} |")
+        cpu = f"{r.cpu_ms:.1f} | {1000 / r.cpu_ms:.0f}" if r.cpu_ms else "— | —"
+        print(
+            f"| {r.kind} | {r.n} | {r.p50:.1f} | {r.p95:.1f} | {r.per_second:.0f} | {conc} "
+            f"| {cpu} |"
+        )
 
 
 if __name__ == "__main__":

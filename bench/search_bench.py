@@ -14,7 +14,7 @@ search terms come from (clients.name, contact_info.value, cars.plate, cars.vin,
 cars.body_number), every match fetched, as a search without an index would.
 
 Prints one table (markdown) per run, a breakdown of where the search spends its time (the
-B-tree prefix lookup, the trigram substring lookup, the rest: loading and ranking the rows),
+statement of every index lookup, the statement of the ranked page, the rest),
 with ``--explain`` the plan of each kind's lookups, and with ``--prototype`` (instead of the
 table) the service against a prototype that does the same search in two statements.
 """
@@ -253,12 +253,13 @@ class Timings:
     capped: int = 0
 
 
-_PREFIX_CANDIDATES = search_repo.prefix_candidates
-_SUBSTRING_CANDIDATES = search_repo.substring_candidates
+_LOOKUPS = search_repo.tagged_candidates
+_PAGES = search_repo.ranked_pages
 
 
 class _Clock:
-    """Times the two index lookups of the search service from outside (wraps them)."""
+    """Times the two statements of the search service from outside (wraps them): every
+    index lookup (``prefix`` here) and the ranked page (``substring`` here)."""
 
     def __init__(self) -> None:
         self.prefix = self.substring = 0.0
@@ -274,8 +275,8 @@ class _Clock:
 
             return timed
 
-        search_repo.prefix_candidates = wrap(_PREFIX_CANDIDATES, "prefix")  # type: ignore[assignment]
-        search_repo.substring_candidates = wrap(_SUBSTRING_CANDIDATES, "substring")  # type: ignore[assignment]
+        search_repo.tagged_candidates = wrap(_LOOKUPS, "prefix")  # type: ignore[assignment]
+        search_repo.ranked_pages = wrap(_PAGES, "substring")  # type: ignore[assignment]
 
     def reset(self) -> None:
         self.prefix = self.substring = 0.0
@@ -548,8 +549,8 @@ def breakdown(db: str, results: dict[str, Timings]) -> list[str]:
 
 
 BREAKDOWN_HEADER = [
-    "| db | kind | prefix lookup p50 / p95 ms | substring lookup p50 / p95 ms "
-    "| load + rank p50 / p95 ms | CPU of this process p50 ms | statements per search |",
+    "| db | kind | all lookups (one statement) p50 / p95 ms | ranked page p50 / p95 ms "
+    "| the rest p50 / p95 ms | CPU of this process p50 ms | statements per search |",
     "|---|---|---:|---:|---:|---:|---:|",
 ]
 

@@ -20,6 +20,7 @@ from aiogram.types import TelegramObject, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import staff as staff_service
+from storage.db import begin_single_read
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
@@ -40,6 +41,9 @@ class StaffMiddleware(BaseMiddleware):
         session: AsyncSession = data["session"]
         data["staff"] = None
         if user is not None and not user.is_bot:
+            # Re-read on every update (a role change or a deactivation applies at once);
+            # one SELECT, so on SQLite it needs no BEGIN.
+            await begin_single_read(session)
             data["staff"] = await staff_service.get_active(session, user.id)
             # End the read transaction now: a handler that writes then starts its own,
             # and on SQLite can take the write lock first (storage.db.begin_immediate).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
@@ -13,8 +13,12 @@ class StaffNotFound(LookupError):
     pass
 
 
+# Built once: every update looks its staff member up.
+_BY_TELEGRAM_ID = select(Staff).where(Staff.telegram_id == bindparam("telegram_id"))
+
+
 async def get_by_telegram_id(session: AsyncSession, telegram_id: int) -> Staff | None:
-    return await session.scalar(select(Staff).where(Staff.telegram_id == telegram_id))
+    return await session.scalar(_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
 
 
 async def get_active(session: AsyncSession, telegram_id: int) -> Staff | None:

@@ -3,12 +3,20 @@ connection, and write transactions that read first can ask for ``BEGIN IMMEDIATE
 
 from __future__ import annotations
 
+import collections
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
 from storage import search_index  # noqa: F401
 
 IMMEDIATE = "ccbot_sqlite_immediate"
+SINGLE_READ = "ccbot_sqlite_single_read"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -38,6 +47,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("module", _ONE_TRIP_DBAPI)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
@@ -59,8 +69,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get(IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get(SINGLE_READ, False):
+            return  # one SELECT is atomic on its own: see begin_single_read
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(IMMEDIATE, False) else "BEGIN")
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -81,3 +93,117 @@ async def write_transaction(
 async def begin_immediate(session: AsyncSession) -> None:
     """Start the session's transaction with the write lock (SQLite); no-op elsewhere."""
     await session.connection(execution_options={IMMEDIATE: True})
+
+
+async def begin_single_read(session: AsyncSession) -> None:
+    """Start a transaction that runs one SELECT and ends (the staff check of every update):
+    on SQLite it needs no BEGIN, and then its commit needs no trip to the database thread
+    either. Nothing may be written in it: each statement would commit on its own."""
+    await session.connection(execution_options={SINGLE_READ: True})
+
+
+# --- SQLite: one trip to aiosqlite's thread per statement --------------------------------
+
+
+class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
+    """Runs a statement, fetches its rows and closes the ``sqlite3`` cursor in one call on
+    aiosqlite's worker thread. SQLAlchemy's own cursor makes four (cursor, execute,
+    fetchall, close), each a hand-off to the thread and back to the event loop; at a few
+    statements per update that was a large share of the bot's CPU time."""
+
+    __slots__ = ("_one_description", "_one_lastrowid", "_one_rowcount")
+
+    def __init__(self, adapt_connection: Any) -> None:
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._cursor = None  # type: ignore[assignment]
+        self._soft_closed_memoized = {}  # type: ignore[assignment]
+        self._rows = collections.deque()
+        self._one_description: Any = None
+        self._one_rowcount = -1
+        self._one_lastrowid: int | None = None
+
+    @property
+    def description(self) -> Any:
+        return self._one_description
+
+    @property
+    def rowcount(self) -> int:
+        return self._one_rowcount
+
+    @property
+    def lastrowid(self) -> int:
+        return self._one_lastrowid  # type: ignore[return-value]
+
+    @property
+    def arraysize(self) -> int:
+        return 1
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        pass
+
+    async def _async_soft_close(self) -> None:
+        pass  # nothing is open between calls
+
+    async def _run(self, work: Any) -> None:
+        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+
+        def call() -> tuple[Any, list[Any] | None, int, int | None]:
+            cursor = conn._conn.cursor()
+            try:
+                work(cursor)
+                rows = cursor.fetchall() if cursor.description else None
+                return cursor.description, rows, cursor.rowcount, cursor.lastrowid
+            finally:
+                cursor.close()
+
+        async with self._adapt_connection._execute_mutex:
+            description, rows, rowcount, lastrowid = await conn._execute(call)
+        self._one_description, self._one_rowcount = description, rowcount
+        self._one_lastrowid = lastrowid
+        self._rows = collections.deque(rows or ())
+
+    async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+        def work(cursor: sqlite3.Cursor) -> None:
+            if parameters is None:
+                cursor.execute(operation)
+            else:
+                cursor.execute(operation, parameters)
+
+        await self._run(work)
+
+    async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
+        await self._run(lambda cursor: cursor.executemany(operation, seq_of_parameters))
+
+
+class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = _OneTripCursor
+
+    # With isolation_level None, sqlite3 is in a transaction only after our BEGIN; ending
+    # none is a trip to the thread for nothing: the pool rolls back every connection put
+    # back, right after the session ended its transaction (twice per update).
+    def commit(self) -> None:
+        if self._in_transaction():
+            super().commit()
+
+    def rollback(self) -> None:
+        if self._in_transaction():
+            super().rollback()
+
+    def _in_transaction(self) -> bool:
+        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        try:
+            return conn.in_transaction
+        except Exception:  # closed or unusable: let the driver say so
+            return True
+
+
+class _OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+        adapted = super().connect(*arg, **kw)
+        return _OneTripConnection(self, adapted._connection)
+
+
+_ONE_TRIP_DBAPI = _OneTripDBAPI(aiosqlite, sqlite3)

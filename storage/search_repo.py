@@ -4,6 +4,7 @@ FTS5 trigram (SQLite) or pg_trgm GIN (PostgreSQL) for substrings, the B-tree on
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    bindparam,
     case,
     column,
     literal_column,
@@ -118,20 +120,65 @@ class TaggedCandidate(NamedTuple):
     term: str
 
 
-def lookups_query(dialect: str, lookups: Sequence[Lookup], cap: int) -> Select:
+def lookups_query(dialect: str, lookups: Sequence[Lookup], cap: int) -> tuple[Any, dict]:
     """Every lookup of a search in one statement: per folded form, the B-tree prefix select
     and (with words) the substring select, each with its own LIMIT, tagged with ``part``.
     One statement instead of two per form: in this process each statement costs more than
-    the index lookup it runs."""
-    parts: list[Select] = []
+    the index lookup it runs. Returns the statement and its parameters; statements are
+    built once per shape (how many forms, how many words each)."""
+    params: dict[str, Any] = {"cap": cap}
     for i, lookup in enumerate(lookups):
-        selects = [(2 * i, prefix_query(lookup.term, lookup.fields, cap))]
-        if lookup.words:
-            selects.append((2 * i + 1, substring_query(dialect, lookup.words, lookup.fields, cap)))
+        params[f"t{i}"] = lookup.term
+        params[f"u{i}"] = lookup.term + TOP
+        params[f"f{i}"] = sorted(lookup.fields)
+        if dialect == "sqlite":
+            if lookup.words:
+                params[f"m{i}"] = " AND ".join(_fts_phrase(w) for w in lookup.words)
+        else:
+            for j, word in enumerate(lookup.words):
+                params[f"w{i}_{j}"] = f"%{_like_escape(word)}%"
+    shape = tuple(len(lookup.words) for lookup in lookups)
+    return _lookups_template(dialect, shape), params
+
+
+@functools.lru_cache(maxsize=512)
+def _lookups_template(dialect: str, shape: tuple[int, ...]) -> Any:
+    cols = (SearchTerm.owner_type, SearchTerm.owner_id, SearchTerm.field, SearchTerm.term)
+    cap = bindparam("cap", type_=Integer)
+    parts: list[Select] = []
+    for i, words in enumerate(shape):
+        fields: Any = bindparam(f"f{i}", expanding=True)
+        prefix = (
+            select(*cols)
+            .where(SearchTerm.term >= bindparam(f"t{i}"), SearchTerm.term < bindparam(f"u{i}"))
+            .where(SearchTerm.field.in_(fields))
+            .order_by(SearchTerm.term)
+            .limit(cap)
+        )
+        selects = [(2 * i, prefix)]
+        if words and dialect == "sqlite":
+            fts_rowid = SEARCH_FTS.c.rowid
+            substring = (
+                select(*cols)
+                .select_from(SEARCH_FTS)
+                .join(SearchTerm, SearchTerm.id == fts_rowid)
+                .where(SEARCH_FTS.c.term.op("MATCH")(bindparam(f"m{i}", type_=String)))
+                .where(SearchTerm.field.in_(fields))
+                .order_by(fts_rowid.desc())
+                .limit(cap)
+            )
+            selects.append((2 * i + 1, substring))
+        elif words:
+            likes = [
+                SearchTerm.term.like(bindparam(f"w{i}_{j}", type_=String), escape="\\")
+                for j in range(words)
+            ]
+            substring = select(*cols).where(*likes).where(SearchTerm.field.in_(fields)).limit(cap)
+            selects.append((2 * i + 1, substring))
         for tag, stmt in selects:
             sub = stmt.subquery()
             parts.append(select(literal_column(str(tag)).label("part"), *sub.c))
-    return parts[0] if len(parts) == 1 else union_all(*parts)  # type: ignore[return-value]
+    return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
 async def tagged_candidates(
@@ -140,7 +187,8 @@ async def tagged_candidates(
     """The candidates of every lookup, in the order of ``lookups`` (prefix before
     substring), each lookup's in the order its index gives them."""
     dialect = session.get_bind().dialect.name
-    result = await session.execute(lookups_query(dialect, lookups, cap))
+    stmt, params = lookups_query(dialect, lookups, cap)
+    result = await session.execute(stmt, params)
     return [TaggedCandidate(*row) for row in result]
 
 
@@ -161,27 +209,23 @@ class PageRow(NamedTuple):
     tier: int
 
 
-def _ranked(
-    dialect: str,
-    kind: str,
-    tiers: Mapping[int, Sequence[int]],
-    offset: int,
-    limit: int,
-) -> Select:
-    """The page of ``kind`` among the ids grouped by tier: tier, latest activity, name
-    (code point order on both databases), id. Only the page's rows are read."""
+@functools.lru_cache(maxsize=64)
+def _ranked(dialect: str, kind: str, tiers: tuple[int, ...]) -> Select:
+    """The page of ``kind`` among the ids (``ids_<kind>``) grouped by tier
+    (``tier_<kind>_<n>``, for each tier in ``tiers``): tier, latest activity, name (code
+    point order on both databases), id. Only the page's rows are read. Built once per
+    shape."""
     model: type[Client] | type[Car] = Client if kind == "client" else Car
-    ids = [i for group in tiers.values() for i in group]
-    groups = sorted(tiers.items())
     order: list[Any] = []
-    if len(groups) == 1:
-        tier: ColumnElement[int] = literal_column(str(groups[0][0]), Integer)
+    if len(tiers) == 1:
+        tier: ColumnElement[int] = literal_column(str(tiers[0]), Integer)
     else:
         # The last tier needs no test: every id is in one of them.
-        tier = case(
-            *((model.id.in_(group), literal_column(str(t))) for t, group in groups[:-1]),
-            else_=literal_column(str(groups[-1][0])),
-        )
+        whens: list[Any] = [
+            (model.id.in_(bindparam(f"tier_{kind}_{t}", expanding=True)), literal_column(str(t)))
+            for t in tiers[:-1]
+        ]
+        tier = case(*whens, else_=literal_column(str(tiers[-1])))
         order.append(tier)
     name: Any = model.name
     if dialect == "postgresql":
@@ -204,11 +248,19 @@ def _ranked(
             model.last_activity_at,
             tier.label("tier"),
         )
-        .where(model.id.in_(ids))
+        .where(model.id.in_(bindparam(f"ids_{kind}", expanding=True)))
         .order_by(*order, model.last_activity_at.desc(), name, model.id)
-        .offset(offset)
-        .limit(limit)
+        .offset(bindparam(f"offset_{kind}", type_=Integer))
+        .limit(bindparam(f"limit_{kind}", type_=Integer))
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _ranked_union(dialect: str, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> Any:
+    stmts = [_ranked(dialect, kind, tiers) for kind, tiers in shapes]
+    if len(stmts) == 1:
+        return stmts[0]
+    return union_all(*(select(s.subquery()) for s in stmts))
 
 
 async def ranked_pages(
@@ -218,14 +270,21 @@ async def ranked_pages(
     """One statement for a page of clients and a page of cars: ``pages`` holds
     ``(kind, ids by tier, offset, limit)`` per kind; rows come kind by kind, ranked."""
     dialect = session.get_bind().dialect.name
-    stmts = [_ranked(dialect, *page) for page in pages if page[1] and page[3] > 0]
-    if not stmts:
+    shapes = []
+    params: dict[str, Any] = {}
+    for kind, by_tier, offset, limit in pages:
+        if not by_tier or limit <= 0:
+            continue
+        tiers = tuple(sorted(by_tier))
+        shapes.append((kind, tiers))
+        params[f"ids_{kind}"] = [i for t in tiers for i in by_tier[t]]
+        for t in tiers[:-1]:
+            params[f"tier_{kind}_{t}"] = list(by_tier[t])
+        params[f"offset_{kind}"], params[f"limit_{kind}"] = offset, limit
+    if not shapes:
         return []
-    if len(stmts) == 1:
-        stmt: Any = stmts[0]
-    else:
-        stmt = union_all(*(select(s.subquery()) for s in stmts))
-    rows = [PageRow(*row) for row in await session.execute(stmt)]
+    stmt = _ranked_union(dialect, tuple(shapes))
+    rows = [PageRow(*row) for row in await session.execute(stmt, params)]
     # The database ranked each page; a compound statement need not keep that order.
     rows.sort(key=_rank_key)
     return rows
