@@ -109,8 +109,31 @@ class App:
             await self.engine.dispose()
 
 
+# pydantic keeps parametrised generic models in a cache of weak references, and aiogram
+# parametrises ``Response[T]`` for every Bot API reply: without a strong reference the
+# model class was built again (and collected again) on most calls, a millisecond or more
+# of CPU each, the largest single cost of a card press. Held here for the bot's lifetime.
+_RESPONSE_MODELS: list[Any] = []
+
+
+def pin_response_models() -> None:
+    """Keep ``Response[T]`` alive for the return type of every Bot API method."""
+    if _RESPONSE_MODELS:
+        return
+    from aiogram import methods
+    from aiogram.methods.base import Response, TelegramMethod
+
+    returning: dict[str, Any] = {}
+    for value in vars(methods).values():
+        if isinstance(value, type) and issubclass(value, TelegramMethod):
+            if value is not TelegramMethod:
+                returning.setdefault(repr(value.__returning__), value.__returning__)
+    _RESPONSE_MODELS.extend(Response[t] for t in returning.values())
+
+
 def build(settings: Settings, *, routers: Iterable[RouterFactory] = ROUTERS) -> App:
     """Everything the bot needs, built from ``settings``; raises SettingsError on a bad one."""
+    pin_response_models()
     bot = make_bot(settings)
     sms_gateway = make_sms_gateway(settings)
     smtp = make_smtp(settings)

@@ -8,8 +8,11 @@ callback press re-checks it too, since ``staff`` is reloaded for every update.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram.filters import Filter
 from aiogram.types import TelegramObject
+from aiogram.utils.magic_filter import MagicFilter
 
 from storage.models import Role, Staff
 
@@ -38,4 +41,16 @@ class HasRole(Filter):
         return staff is not None and (staff.role == Role.ADMIN or staff.role in self.roles)
 
 
-__all__ = ["HasRole", "IsStaff", "IsStranger"]
+class Magic(Filter):
+    """An ``F`` expression checked in the event loop. aiogram runs every filter that is not
+    a coroutine in a worker thread (``asyncio.to_thread``): a hand-off per filter and per
+    update, for what is an attribute check. Use ``Magic(F.text)`` instead of ``F.text``."""
+
+    def __init__(self, magic: MagicFilter) -> None:
+        self.magic = magic
+
+    async def __call__(self, event: TelegramObject) -> Any:
+        return self.magic.resolve(event)
+
+
+__all__ = ["HasRole", "IsStaff", "IsStranger", "Magic"]

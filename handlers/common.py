@@ -20,7 +20,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from babel import Locale
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import IsStaff, IsStranger
+from handlers import IsStaff, IsStranger, Magic
 from handlers.callbacks import FilterToggle, SetLanguage, StaffAction
 from services import staff as staff_service
 from services.access import Permission, can
@@ -45,7 +45,7 @@ def make_strangers_router() -> Router:
     router.message.filter(IsStranger())
     router.edited_message.filter(IsStranger())
     router.callback_query.filter(IsStranger())
-    router.message.register(answer_stranger, F.chat.type == ChatType.PRIVATE)
+    router.message.register(answer_stranger, Magic(F.chat.type == ChatType.PRIVATE))
     router.message.register(ignore)  # groups: staying quiet is the polite answer
     router.edited_message.register(ignore)
     router.callback_query.register(answer_stranger_press)

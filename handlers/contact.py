@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from bot.config import Settings
-from handlers import IsStaff, fmt, navigation, screens
+from handlers import IsStaff, Magic, fmt, navigation, screens
 from handlers.callbacks import ClientTab, ContactMenu, OpenClient
 from handlers.fmt import q
 from services import contacts, messaging
@@ -145,22 +145,24 @@ def make_router() -> Router:
     router.message.register(
         on_text,
         StateFilter(Dialog.sms_text, Dialog.email_subject, Dialog.email_body, Dialog.tg_text),
-        F.text,
+        Magic(F.text),
         _not_a_command,
     )
     router.message.register(
-        on_log_comment, StateFilter(Dialog.log_comment), F.text, _not_a_command
+        on_log_comment, StateFilter(Dialog.log_comment), Magic(F.text), _not_a_command
     )
     router.message.register(on_not_text, StateFilter(Dialog), _not_a_command)
     return router
 
 
-def _not_a_command(message: Message) -> bool:
+# Coroutines: aiogram runs a plain function filter in a worker thread (see handlers.Magic).
+async def _not_a_command(message: Message) -> bool:
     return not (message.text or "").startswith("/")
 
 
-def _typed_or_shared_contact(message: Message) -> bool:
-    return (message.text is not None and _not_a_command(message)) or message.contact is not None
+async def _typed_or_shared_contact(message: Message) -> bool:
+    typed = message.text is not None and not message.text.startswith("/")
+    return typed or message.contact is not None
 
 
 def _markup(*rows: Iterable[tuple[str, CallbackData]]) -> InlineKeyboardMarkup:

@@ -20,7 +20,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
-from handlers import IsStaff
+from handlers import IsStaff, Magic
 from handlers.callbacks import Back
 from handlers.screens import RENDERERS, Forbidden, Screen, ScreenContext, Stale, render
 from services import audit
@@ -46,7 +46,7 @@ def make_fallback_router() -> Router:
     """Last: any press nobody understood (malformed, from an old version, forged)."""
     router = Router(name="stale-buttons")
     router.callback_query.filter(IsStaff())
-    router.callback_query.register(on_unknown_press, F.data)
+    router.callback_query.register(on_unknown_press, Magic(F.data))
     router.callback_query.register(on_unknown_press)
     return router
 

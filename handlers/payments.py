@@ -31,7 +31,7 @@ from babel.numbers import NumberFormatError, parse_decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
-from handlers import IsStaff, fmt
+from handlers import IsStaff, Magic, fmt
 from handlers.callbacks import (
     NewDocument,
     OpenDocument,
@@ -64,7 +64,7 @@ def make_router() -> Router:
     router.message.filter(IsStaff())
     router.callback_query.filter(IsStaff())
     router.callback_query.register(start_payment, PayStart.filter())
-    router.message.register(typed_amount, StateFilter(PayAmount.typing), F.text)
+    router.message.register(typed_amount, StateFilter(PayAmount.typing), Magic(F.text))
     router.callback_query.register(confirm_payment, PayConfirm.filter())
     router.callback_query.register(send_invoice, SendInvoice.filter())
     router.callback_query.register(order_document, OrderDocument.filter())
@@ -77,7 +77,7 @@ def make_client_router() -> Router:
     before the strangers' stop."""
     router = Router(name="telegram-payments")
     router.pre_checkout_query.register(pre_checkout)
-    router.message.register(successful_payment, F.successful_payment)
+    router.message.register(successful_payment, Magic(F.successful_payment))
     return router
 
 
