@@ -17,6 +17,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     column,
     literal_column,
     null,
@@ -235,7 +236,7 @@ def _ranked(dialect: str, kind: str, tiers: tuple[int, ...]) -> Select:
             type_coerce(Client.kind, String),
             Client.inn,
             Client.main_phone,
-            type_coerce(null(), Integer),
+            cast(null(), Integer),  # typed: PostgreSQL reads a bare NULL as text
         )
     else:
         cols = (Car.plate, Car.vin, Car.body_number, Car.year)

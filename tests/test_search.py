@@ -194,6 +194,23 @@ async def test_paging(session, service):
     assert not set(client_ids(first)) & set(client_ids(third))
 
 
+async def test_clients_and_cars_found_together(session, service):
+    orlov = await add_client(session, "Орлов Пётр", phone="+7 916 123-45-67", days_ago=1)
+    car = await add_car(session, orlov, body_number="ZZT-1234567")
+    other = await add_client(session, "Белов Иван", phone="+7 916 234-56-70", days_ago=2)
+    await session.commit()
+    result = await service.search(session, "1234567")
+    assert client_ids(result) == [orlov.id] and car_ids(result) == [car.id]
+    # One page of the search screen: the clients, then the cars.
+    result = await service.search(session, "234567", limit=2, joined=True)
+    assert (result.clients_total, result.cars_total) == (2, 1)
+    assert client_ids(result) == [orlov.id, other.id] and result.cars == []
+    result = await service.search(session, "234567", offset=2, limit=2, joined=True)
+    assert result.clients == [] and car_ids(result) == [car.id]
+    result = await service.search(session, "234567", offset=1, limit=2, joined=True)
+    assert client_ids(result) == [other.id] and car_ids(result) == [car.id]
+
+
 async def test_cap_says_there_is_more(session):
     for i in range(12):
         await add_client(session, f"Кузнецов {i}")
