@@ -253,6 +253,13 @@ class Client(Base):
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
     organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # Telegram answered 403 (the client blocked the bot or deleted the account): nothing
+    # more is sent to the chat until the client writes again.
+    telegram_blocked_at: Mapped[datetime | None] = mapped_column()
+    # The client said /stop: no notifications. The history is in ``consents``.
+    notifications_off: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sql_text("false")
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Ranking only (search results, lists): when anything last happened with the client.
@@ -607,3 +614,97 @@ class Invite(Base):
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column()
     used_by_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# --- notifications ------------------------------------------------------------------
+
+
+class NotificationState(enum.StrEnum):
+    PENDING = "pending"  # waiting for its time (``not_before``)
+    SENDING = "sending"  # claimed by a worker until ``lease_until``
+    SENT = "sent"  # ``message_id`` is Telegram's
+    DEAD = "dead"  # gave up after retries; an admin was told
+    DROPPED = "dropped"  # not to be sent: opted out, unreachable, no chat, out of date
+
+
+class Notification(Base):
+    """The transactional outbox: a row written in the same transaction as the change that
+    causes it, delivered by the worker. ``key`` (what, which record, which version) makes
+    queueing the same thing twice a no-op."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    # The recipient: a client's chat, a staff member, or (rarely) a bare chat id. The chat
+    # is resolved when sending, so a chat linked or migrated after queueing still counts.
+    client_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), index=True
+    )
+    staff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff.id", ondelete="CASCADE"), index=True
+    )
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Urgent messages ignore the client's quiet hours.
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql_text("false"))
+    # Several digestible messages for one chat go out as one digest.
+    digestible: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sql_text("false")
+    )
+    state: Mapped[NotificationState] = mapped_column(
+        _enum(NotificationState), default=NotificationState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (Index("ix_notifications_due", "state", "not_before"),)
+
+
+class Consent(Base):
+    """What a client agreed to, and when: every /start and /stop, with the text's version."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    text_version: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(20))  # telegram, ...
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_consents_client_at", "client_id", "at"),)
+
+
+class LinkRequestState(enum.StrEnum):
+    PENDING = "pending"
+    LINKED = "linked"
+    REJECTED = "rejected"
+
+
+class LinkRequest(Base):
+    """A shared phone that matched several clients: a manager decides which one, if any."""
+
+    __tablename__ = "link_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    phone: Mapped[str] = mapped_column(String(20))  # E.164 digits
+    name: Mapped[str | None] = mapped_column(String(300))  # as Telegram gave it
+    state: Mapped[LinkRequestState] = mapped_column(
+        _enum(LinkRequestState), default=LinkRequestState.PENDING
+    )
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+
+    __table_args__ = (Index("ix_link_requests_state", "state"),)

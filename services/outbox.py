@@ -1,0 +1,100 @@
+"""The notification outbox: what to tell whom, queued in the transaction of the change.
+
+A change that should be told (a work order completed, a new event, a booking made or
+moved) calls :func:`enqueue` with the same session, before its commit: the notification
+exists exactly when the change does. The delivery worker (``bot.delivery``) sends the rows
+later, within Telegram's limits; a crash in between loses nothing.
+
+``key`` names the thing told: what, which record, which version (``"order_ready:12"``,
+``"booking:7:2026-12-04T10:00"``). Queueing a key that exists is a no-op, so a replayed
+update or a second worker cannot queue the same message twice.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Notification, NotificationState
+
+MAX_KEY = 200
+
+
+class Kind(enum.StrEnum):
+    """Every kind of notification; ``bot.alerts`` renders each."""
+
+    # to clients
+    ORDER_ACCEPTED = "order_accepted"  # a work order taken in (in progress)
+    ORDER_READY = "order_ready"  # a work order completed: the car is ready
+    BOOKING_CONFIRMED = "booking_confirmed"
+    BOOKING_REMINDER = "booking_reminder"
+    BOOKING_CANCELLED = "booking_cancelled"
+    TIRE_SEASON = "tire_season"  # tires stored with us: time to change them
+    # to staff
+    NEW_EVENT = "new_event"  # a new unprocessed event of the manager's client
+    NEW_REQUEST = "new_request"  # a new repair request
+    NEW_BOOKING = "new_booking"  # a booking made or moved
+    ESCALATION = "escalation"  # an event still unprocessed after the set time
+    LINK_REQUEST = "link_request"  # a shared phone matched several clients
+    UNREACHABLE = "unreachable"  # a client's chat answered 403
+    DEAD_LETTER = "dead_letter"  # a notification given up after retries
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: Kind,
+    key: str,
+    *,
+    client_id: int | None = None,
+    staff_id: int | None = None,
+    chat_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+    urgent: bool = False,
+    digestible: bool = False,
+    not_before: datetime | None = None,
+) -> bool:
+    """Queue a notification in the session's transaction; False when ``key`` was queued
+    before (nothing changes then). Exactly one recipient: a client, a staff member or a
+    chat."""
+    if sum(x is not None for x in (client_id, staff_id, chat_id)) != 1:
+        raise ValueError("a notification has exactly one recipient")
+    if not key or len(key) > MAX_KEY:
+        raise ValueError(f"a notification key is 1..{MAX_KEY} characters: {key!r}")
+    now = datetime.now(UTC)
+    values = {
+        "key": key,
+        "kind": kind.value,
+        "client_id": client_id,
+        "staff_id": staff_id,
+        "chat_id": chat_id,
+        "payload": payload or {},
+        "urgent": urgent,
+        "digestible": digestible,
+        "state": NotificationState.PENDING,
+        "attempts": 0,
+        "not_before": not_before or now,
+        "created_at": now,
+    }
+    dialect = (await session.connection()).dialect.name
+    stmt: Insert
+    if dialect == "postgresql":
+        stmt = (
+            postgresql.insert(Notification)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[Notification.key])
+        )
+    elif dialect == "sqlite":
+        stmt = (
+            sqlite.insert(Notification)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[Notification.key])
+        )
+    else:
+        raise NotImplementedError(f"no outbox for the {dialect} dialect")
+    result = await session.execute(stmt.returning(Notification.id))
+    return result.scalar_one_or_none() is not None
