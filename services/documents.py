@@ -39,7 +39,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from services import audit
+from services import audit, notify
 from services.access import Permission, can
 from services.numbering import next_number
 from storage.db import begin_immediate
@@ -321,6 +321,7 @@ async def _create(
         entity_id=doc.id,
         details={"client_id": client_id, "car_id": car_id, **_summary(doc)},
     )
+    await notify.document_changed(session, doc, None, actor_id=actor.id)
     return doc
 
 
@@ -573,6 +574,7 @@ async def change_state(
             "amount": doc.amount,
         },
     )
+    await notify.document_changed(session, doc, old_state, actor_id=actor.id)
     return doc
 
 
