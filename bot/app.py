@@ -46,9 +46,20 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings, SettingsError, exit_on_settings_error
+from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.i18n import StaffI18nMiddleware, make_i18n
 from bot.middlewares import DbSessionMiddleware, StaffMiddleware
-from handlers import common, contact, errors, navigation, payments, search, staff_admin
+from bot.scheduler import scheduled
+from handlers import (
+    common,
+    contact,
+    errors,
+    navigation,
+    payments,
+    search,
+    staff_admin,
+    work_orders,
+)
 from services.messaging import (
     HttpSmsGateway,
     RecordingSmsGateway,
@@ -77,6 +88,7 @@ ROUTERS: tuple[RouterFactory, ...] = (
     staff_admin.make_router,
     contact.make_router,
     payments.make_router,
+    work_orders.make_router,
     navigation.make_router,
     search.make_router,  # the catch-all for text: keep it after every message handler
     navigation.make_fallback_router,  # presses nobody understood: last
@@ -98,6 +110,7 @@ class App:
     i18n: I18n
     sms_gateway: SmsGateway = field(default_factory=RecordingSmsGateway)
     smtp: SmtpSettings | None = None
+    delivery: DeliveryWorker | None = None
 
     async def close(self) -> None:
         try:
@@ -127,7 +140,26 @@ def build(settings: Settings, *, routers: Iterable[RouterFactory] = ROUTERS) -> 
         sms_gateway=sms_gateway,
         smtp=smtp,
     )
-    return App(settings, engine, session_factory, bot, dp, search_service, i18n, sms_gateway, smtp)
+    delivery = DeliveryWorker(
+        bot,
+        session_factory,
+        i18n,
+        DeliveryPolicy.from_settings(settings),
+        payments=settings.payments_provider_token is not None,
+        single=settings.database_url.startswith("sqlite"),
+    )
+    return App(
+        settings,
+        engine,
+        session_factory,
+        bot,
+        dp,
+        search_service,
+        i18n,
+        sms_gateway=sms_gateway,
+        smtp=smtp,
+        delivery=delivery,
+    )
 
 
 def make_fsm_storage(settings: Settings) -> BaseStorage:
@@ -269,15 +301,38 @@ async def serve_polling(
     ``app.dp.stop_polling()``), then let the updates in hand finish."""
     await upgrade_database(app)
     await app.bot.delete_webhook(drop_pending_updates=False)
-    try:
-        await app.dp.start_polling(
-            app.bot,
-            polling_timeout=polling_timeout,
-            handle_signals=handle_signals,
-            close_bot_session=False,  # App.close does it, after the updates in hand finish
-        )
-    finally:
-        await app.dp.tracker.drain(SHUTDOWN_GRACE)
+    async with notifications(app):
+        try:
+            await app.dp.start_polling(
+                app.bot,
+                polling_timeout=polling_timeout,
+                handle_signals=handle_signals,
+                close_bot_session=False,  # App.close does it, after the updates in hand finish
+            )
+        finally:
+            await app.dp.tracker.drain(SHUTDOWN_GRACE)
+
+
+@contextlib.asynccontextmanager
+async def notifications(app: App, *, alone: bool = False) -> AsyncIterator[None]:
+    """The scheduler (outbox delivery, timed alerts) for the body: inside the bot unless
+    ``NOTIFY_IN_BOT=false``; ``alone`` for ``ccbot worker``."""
+    if app.delivery is None or not (alone or app.settings.notify_in_bot):
+        yield
+        return
+    async with scheduled(app.settings, app.delivery):
+        yield
+
+
+async def run_worker(settings: Settings) -> None:
+    """``ccbot worker``: only the scheduler (outbox delivery and timed alerts), for a shop
+    that runs the bot in webhook mode, or several workers on PostgreSQL."""
+    async with _running(settings) as app:
+        await upgrade_database(app)
+        await app.bot.get_me()  # a wrong token or an unreachable Bot API: say so now
+        async with notifications(app, alone=True):
+            logger.info("worker: delivering notifications until stopped")
+            await _until_signal()
 
 
 async def run_webhook(settings: Settings) -> None:
@@ -300,7 +355,8 @@ async def run_webhook(settings: Settings) -> None:
                 settings.webhook_port,
                 settings.webhook_path,
             )
-            await _until_signal()
+            async with notifications(app):
+                await _until_signal()
         finally:
             await runner.cleanup()
 

@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run the bot (long polling)")
     sub.add_parser("webhook", help="run the bot behind a webhook (WEBHOOK_URL, WEBHOOK_SECRET)")
+    sub.add_parser("worker", help="deliver notifications and run the timed jobs, without the bot")
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -283,6 +284,14 @@ async def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import run_worker
+
+    settings.require_token()
+    await run_worker(settings)
+    return 0
+
+
 def _echo_progress(label: str, count: int) -> None:
     print(f"\r{label}: {count}", end="", file=sys.stderr, flush=True)
 
@@ -306,6 +315,7 @@ class _progress:
 COMMANDS: dict[str, Command] = {
     "run": cmd_run,
     "webhook": cmd_webhook,
+    "worker": cmd_worker,
     "db": cmd_db,
     "demo-data": cmd_demo_data,
     "import": cmd_import,

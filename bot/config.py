@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import time
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -55,6 +56,19 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
     smtp_from: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    # Notifications (the outbox worker): Telegram's limits, retries, quiet hours, alerts.
+    # false: `ccbot run`/`webhook` leave notifications to a separate `ccbot worker`.
+    notify_in_bot: bool = True
+    notify_rate: float = Field(default=25.0, gt=0, le=30, description="messages per second")
+    notify_chat_interval: float = Field(default=1.0, ge=0, description="seconds between two")
+    notify_concurrency: int = Field(default=8, ge=1, le=64)
+    notify_max_attempts: int = Field(default=8, ge=1, le=50)
+    notify_backoff_cap: float = Field(default=600.0, gt=0)
+    notify_lease: float = Field(default=60.0, ge=5)
+    # Quiet hours (shop time): non-urgent messages to clients wait until the end.
+    quiet_hours: str = Field(default="21:00-09:00", pattern=r"^(\d{1,2}:\d{2}-\d{1,2}:\d{2})?$")
+    escalate_after_minutes: int = Field(default=60, ge=1)
+    booking_reminder_hour: int = Field(default=18, ge=0, le=23)
     # Webhook mode (`ccbot webhook`): where to listen, and what Telegram is told to post to.
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8080, ge=1, le=65535)
@@ -101,6 +115,14 @@ class Settings(BaseSettings):
             raise ValueError("must be 1-256 characters: A-Z a-z 0-9 _ -")
         return value
 
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        from services.outbox import parse_quiet_hours  # no aiogram: safe to import
+
+        parse_quiet_hours(value)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
@@ -129,6 +151,11 @@ class Settings(BaseSettings):
             "contact": tuple(self.search_fields_contact.split(",")),
             "car": tuple(self.search_fields_car.split(",")),
         }
+
+    def quiet_window(self) -> tuple[time, time] | None:
+        from services.outbox import parse_quiet_hours
+
+        return parse_quiet_hours(self.quiet_hours)
 
     def payments_secret(self) -> bytes:
         """The key that signs invoice payloads: derived from the bot token, never stored."""

@@ -127,3 +127,11 @@ class CarSelections(CallbackData, prefix="sh"):
 
     car_id: int
     page: int = 0
+
+
+class WorkOrderState(CallbackData, prefix="ws"):
+    """Move a work order on (in progress, completed, closed): the car's status the client
+    is told about."""
+
+    document_id: int
+    state: str

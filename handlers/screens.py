@@ -40,9 +40,10 @@ from handlers.callbacks import (
     PayStart,
     SearchPage,
     SendInvoice,
+    WorkOrderState,
 )
 from handlers.fmt import q
-from services import cards, ledger
+from services import cards, documents, ledger
 from services.access import Permission, can
 from services.events import list_events
 from services.filters import ClientFilter, FilterContext
@@ -797,6 +798,25 @@ def order_buttons(
     return rows
 
 
+def work_order_buttons(document_id: int, state: DocState) -> list[InlineKeyboardButton]:
+    """The next steps of a work order (cancelling is not offered here)."""
+    labels = {
+        DocState.IN_PROGRESS: _("Take into work")
+        if state is DocState.REQUEST
+        else _("Back to work"),
+        DocState.COMPLETED: _("Done: the car is ready"),
+        DocState.CLOSED: _("The car is issued"),
+    }
+    return [
+        InlineKeyboardButton(
+            text=label,
+            callback_data=WorkOrderState(document_id=document_id, state=target.value).pack(),
+        )
+        for target, label in labels.items()
+        if documents.can_transition(DocType.WORK_ORDER, state, target)
+    ]
+
+
 async def document_screen(cb: OpenDocument, ctx: ScreenContext) -> Screen:
     ctx.require(Permission.SEARCH)
     view = await cards.document_lines(ctx.session, cb.document_id)
@@ -858,6 +878,8 @@ async def document_screen(cb: OpenDocument, ctx: ScreenContext) -> Screen:
                 ctx.staff, balance, client_linked=linked is not None, settings=ctx.settings
             ):
                 builder.row(*row)
+    if d.doc_type is DocType.WORK_ORDER and can(ctx.staff, Permission.WORK_ORDERS):
+        builder.row(*work_order_buttons(d.id, DocState(d.state)))
     builder.row(back_button())
     return Screen(pages[cb.page], builder.as_markup())
 

@@ -15,6 +15,7 @@ class Permission(enum.StrEnum):
     PAYMENTS = "payments"  # take a payment
     DOCUMENTS = "documents"  # all of a client's documents, make documents
     EDIT_CLIENT = "edit_client"  # contact information
+    WORK_ORDERS = "work_orders"  # move a work order on: in progress, completed, issued
     STAFF = "staff"  # invite and deactivate staff
 
 
@@ -22,7 +23,9 @@ _ALL = frozenset(Permission)
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: _ALL,
     Role.MANAGER: _ALL - {Permission.STAFF},
-    Role.MASTER: frozenset({Permission.SEARCH, Permission.CAR_HISTORY, Permission.EVENTS}),
+    Role.MASTER: frozenset(
+        {Permission.SEARCH, Permission.CAR_HISTORY, Permission.EVENTS, Permission.WORK_ORDERS}
+    ),
     Role.CASHIER: frozenset({Permission.SEARCH, Permission.ORDERS, Permission.PAYMENTS}),
 }
 

@@ -89,7 +89,10 @@ TRANSITIONS: dict[DocType, dict[DocState, frozenset[DocState]]] = {
 }
 
 # Who may change the state of what; creating documents needs DOCUMENTS.
-STATE_PERMISSION: dict[DocType, Permission] = {DocType.PAYMENT: Permission.PAYMENTS}
+STATE_PERMISSION: dict[DocType, Permission] = {
+    DocType.PAYMENT: Permission.PAYMENTS,
+    DocType.WORK_ORDER: Permission.WORK_ORDERS,
+}
 
 MAX_ITEM = 300
 MAX_CATALOGUE_NUMBER = 60

@@ -7,19 +7,26 @@ the flush (ids exist). Nothing here sends; ``bot.delivery`` does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services import ledger
 from services.outbox import Kind, enqueue
 from storage.models import (
+    Car,
     Client,
+    Direction,
     DocState,
     DocType,
     Document,
     Event,
+    EventKind,
     LinkRequest,
+    Notification,
     Role,
     Staff,
 )
@@ -182,3 +189,113 @@ async def escalate_unprocessed(session: AsyncSession, *, now: datetime, after: t
                 digestible=True,
             )
     return queued
+
+
+# --- what an alert tells: read when it is sent ------------------------------------------
+
+
+def _values(row: Any) -> tuple[Any, ...]:
+    return tuple(row)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    event_id: int
+    client_id: int
+    client_name: str
+    kind: EventKind
+    direction: Direction
+    text: str
+    created_at: datetime
+    processed: bool
+
+
+async def event_facts(session: AsyncSession, event_id: int) -> EventFacts | None:
+    row = (
+        await session.execute(
+            select(
+                Event.id,
+                Event.client_id,
+                Client.name,
+                Event.kind,
+                Event.direction,
+                Event.text,
+                Event.created_at,
+                Event.processed_at.is_not(None),
+            )
+            .join(Client, Client.id == Event.client_id)
+            .where(Event.id == event_id)
+        )
+    ).one_or_none()
+    return EventFacts(*_values(row)) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentFacts:
+    document_id: int
+    doc_type: DocType
+    number: str
+    state: DocState
+    date: datetime
+    client_id: int
+    client_name: str
+    car_name: str | None
+    plate: str | None
+    comment: str | None
+    total: int
+    debt: int
+
+
+async def document_facts(session: AsyncSession, document_id: int) -> DocumentFacts | None:
+    row = (
+        await session.execute(
+            select(
+                Document.id,
+                Document.doc_type,
+                Document.number,
+                Document.state,
+                Document.date,
+                Document.client_id,
+                Client.name,
+                Car.name,
+                Car.plate,
+                Document.comment,
+            )
+            .join(Client, Client.id == Document.client_id)
+            .outerjoin(Car, Car.id == Document.car_id)
+            .where(Document.id == document_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    balance = await ledger.document_balance(session, document_id)
+    total = balance.total if balance is not None else 0
+    debt = max(balance.debt, 0) if balance is not None else 0
+    values = (*_values(row), total, debt)
+    return DocumentFacts(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFacts:
+    client_id: int
+    name: str
+    blocked: bool
+
+
+async def client_facts(session: AsyncSession, client_id: int) -> ClientFacts | None:
+    row = (
+        await session.execute(
+            select(Client.id, Client.name, Client.telegram_blocked_at.is_not(None)).where(
+                Client.id == client_id
+            )
+        )
+    ).one_or_none()
+    return ClientFacts(*_values(row)) if row is not None else None
+
+
+async def link_request_facts(session: AsyncSession, request_id: int) -> LinkRequest | None:
+    return await session.get(LinkRequest, request_id)
+
+
+async def notification_facts(session: AsyncSession, notification_id: int) -> Notification | None:
+    return await session.get(Notification, notification_id)

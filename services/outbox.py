@@ -13,8 +13,9 @@ update or a second worker cannot queue the same message twice.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -98,3 +99,39 @@ async def enqueue(
         raise NotImplementedError(f"no outbox for the {dialect} dialect")
     result = await session.execute(stmt.returning(Notification.id))
     return result.scalar_one_or_none() is not None
+
+
+# --- quiet hours ----------------------------------------------------------------------
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time] | None:
+    """``"21:00-09:00"`` -> (21:00, 09:00); ``""`` -> None (no quiet hours)."""
+    if not value.strip():
+        return None
+    try:
+        start_text, end_text = value.split("-")
+        start, end = time.fromisoformat(start_text.zfill(5)), time.fromisoformat(end_text.zfill(5))
+    except ValueError:
+        raise ValueError(f"quiet hours are HH:MM-HH:MM, not {value!r}") from None
+    if start == end:
+        raise ValueError("quiet hours start and end at the same time")
+    return start, end
+
+
+def quiet_until(now: datetime, window: tuple[time, time] | None, tz: ZoneInfo) -> datetime | None:
+    """When the quiet hours that ``now`` falls in end (UTC), or None when ``now`` is not in
+    quiet hours. The window may span midnight (21:00-09:00)."""
+    if window is None:
+        return None
+    start, end = window
+    local = now.astimezone(tz)
+    clock = local.time().replace(tzinfo=None)
+    if start < end:
+        inside = start <= clock < end
+        end_day = local.date()
+    else:  # spans midnight
+        inside = clock >= start or clock < end
+        end_day = local.date() + timedelta(days=1) if clock >= start else local.date()
+    if not inside:
+        return None
+    return datetime.combine(end_day, end, tzinfo=tz).astimezone(UTC)

@@ -1,0 +1,98 @@
+"""The jobs that run on their own: delivering the outbox, and the time-based alerts.
+
+APScheduler 3 (``AsyncIOScheduler``) on the bot's event loop, every job with an explicit
+``misfire_grace_time``, ``coalesce`` and ``max_instances``. ``ccbot run`` / ``ccbot webhook``
+run it inside the bot (unless ``NOTIFY_IN_BOT=false``); ``ccbot worker`` runs it alone.
+
+* ``deliver`` every second. A drain can last longer than that (a big queue at 25 messages
+  a second); the next run then finds it busy and returns at once, which is why the job may
+  have two instances: a skipped run would be logged as a warning every second.
+* ``escalate`` every minute: events unprocessed for ``ESCALATE_AFTER_MINUTES`` go to the
+  admins (each once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.config import Settings
+from bot.delivery import DeliveryWorker
+from services import notify
+from storage.db import write_transaction
+
+logger = logging.getLogger(__name__)
+
+DELIVER_EVERY = 1.0  # seconds
+DRAIN_MAX = 60.0  # seconds one run may drain before handing over to the next
+
+
+class Jobs:
+    """The job functions, bound to the app's parts (nothing global)."""
+
+    def __init__(self, settings: Settings, worker: DeliveryWorker) -> None:
+        self.settings = settings
+        self.worker = worker
+
+    async def deliver(self) -> None:
+        stats = await self.worker.tick(DRAIN_MAX)
+        if stats is not None and (stats.sent or stats.dead or stats.dropped):
+            logger.info(
+                "notifications: %d sent (%d rows), %d dropped, %d dead, %d to retry",
+                stats.sent,
+                stats.rows_sent,
+                stats.dropped,
+                stats.dead,
+                stats.retried,
+            )
+
+    async def escalate(self) -> None:
+        after = timedelta(minutes=self.settings.escalate_after_minutes)
+        async with write_transaction(self.worker.session_factory) as session:
+            queued = await notify.escalate_unprocessed(session, now=datetime.now(UTC), after=after)
+        if queued:
+            logger.info("escalation: %d alert(s) queued for admins", queued)
+
+
+def make_scheduler(settings: Settings, worker: DeliveryWorker) -> AsyncIOScheduler:
+    jobs = Jobs(settings, worker)
+    scheduler = AsyncIOScheduler(timezone=settings.tz)
+    scheduler.add_job(
+        jobs.deliver,
+        IntervalTrigger(seconds=DELIVER_EVERY),
+        id="deliver",
+        max_instances=2,  # the second finds the first draining and returns (see above)
+        coalesce=True,
+        misfire_grace_time=5,
+    )
+    scheduler.add_job(
+        jobs.escalate,
+        IntervalTrigger(minutes=1),
+        id="escalate",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=60,
+    )
+    return scheduler
+
+
+@contextlib.asynccontextmanager
+async def scheduled(settings: Settings, worker: DeliveryWorker) -> AsyncIterator[AsyncIOScheduler]:
+    """The scheduler running for the body; after it, no new batch is claimed and the
+    messages in flight get a few seconds to finish (what is left stays in the outbox)."""
+    if worker.single:
+        recovered = await worker.recover()
+        if recovered:
+            logger.info("notifications: %d left in flight by a stop are due again", recovered)
+    scheduler = make_scheduler(settings, worker)
+    scheduler.start()
+    try:
+        yield scheduler
+    finally:
+        scheduler.shutdown(wait=False)
+        await worker.stop()
