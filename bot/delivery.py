@@ -75,6 +75,7 @@ class DeliveryPolicy:
     backoff_base: float = 2.0  # seconds, doubled per attempt
     backoff_cap: float = 600.0
     lease: float = 60.0  # seconds a claim holds a row
+    send_timeout: int = 30  # seconds one sendMessage may take
     batch_seconds: float = 2.0  # one claim takes what the rate sends in this long
     quiet: tuple[time, time] | None = None
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Moscow"))
@@ -432,7 +433,12 @@ class DeliveryWorker:
             async with self._limiter:
                 self._chat_free_at[chat_id] = self.clock() + self.policy.chat_interval
                 try:
-                    message = await self.bot.send_message(chat_id, text, reply_markup=markup)
+                    message = await self.bot.send_message(
+                        chat_id,
+                        text,
+                        reply_markup=markup,
+                        request_timeout=self.policy.send_timeout,
+                    )
                 except TelegramMigrateToChat as exc:
                     await self._migrated(live, exc.migrate_to_chat_id)
                     chat_id = exc.migrate_to_chat_id
@@ -568,7 +574,7 @@ class DeliveryWorker:
                 if getattr(marked, "rowcount", 0):
                     await notify.client_unreachable(session, client_id, at=now)
         if not unit.is_client:
-            log.warning("staff chat %s refused a notification: %s", unit.chat_id, error)
+            log.warning("chat %s refused a notification: %s", unit.chat_id, error)
 
     async def _migrated(self, rows: Sequence[Notification], new_chat_id: int) -> None:
         """A group became a supergroup: its new id replaces the old wherever it is kept."""
