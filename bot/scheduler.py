@@ -94,5 +94,7 @@ async def scheduled(settings: Settings, worker: DeliveryWorker) -> AsyncIterator
     try:
         yield scheduler
     finally:
-        scheduler.shutdown(wait=False)
+        # The worker first: the scheduler's shutdown cancels a running job, and a send cut
+        # off after Telegram took it would be sent again by the next start.
         await worker.stop()
+        scheduler.shutdown(wait=False)
