@@ -136,7 +136,7 @@ def _event_markup(facts: notify.EventFacts) -> InlineKeyboardMarkup:
             ),
             _button(_("Processed"), EventDone(event_id=facts.event_id)),
         ],
-        [_button(_("Call"), ContactMenu(client_id=facts.client_id, action="call"))],
+        [_button(_("Call the client"), ContactMenu(client_id=facts.client_id, action="call"))],
     )
 
 
