@@ -48,7 +48,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings, SettingsError, exit_on_settings_error
 from bot.i18n import StaffI18nMiddleware, make_i18n
 from bot.middlewares import DbSessionMiddleware, StaffMiddleware
-from handlers import common, contact, errors, navigation, payments, search, staff_admin
+from handlers import (
+    cart,
+    common,
+    contact,
+    errors,
+    estimate,
+    navigation,
+    payments,
+    search,
+    staff_admin,
+)
 from services.messaging import (
     HttpSmsGateway,
     RecordingSmsGateway,
@@ -72,11 +82,14 @@ ROUTERS: tuple[RouterFactory, ...] = (
     errors.make_router,
     staff_admin.make_invite_router,  # invite links are opened by people not yet staff
     payments.make_client_router,  # clients pay invoices: checkout and payment
+    estimate.make_client_router,  # clients approve or decline estimate lines
     common.make_strangers_router,
     common.make_router,
     staff_admin.make_router,
     contact.make_router,
     payments.make_router,
+    cart.make_router,
+    estimate.make_router,
     navigation.make_router,
     search.make_router,  # the catch-all for text: keep it after every message handler
     navigation.make_fallback_router,  # presses nobody understood: last
