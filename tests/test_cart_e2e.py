@@ -175,7 +175,7 @@ async def _estimate_sent(bot: BotHarness, shop) -> tuple[int, int]:
 
 
 async def test_the_client_approves_line_by_line_and_staff_see_the_decision(bot, shop):
-    estimate_id, mid = await _estimate_sent(bot, shop)
+    estimate_id, _mid = await _estimate_sent(bot, shop)
     message = await _client_gets(bot, estimate_id, 1)
     text = (message.plain_text or "").replace("\xa0", " ")
     assert "Итого: 1 474,88 ₽" in text and "Согласовано: 0,00 ₽" in text
