@@ -51,9 +51,11 @@ from bot.i18n import StaffI18nMiddleware, make_i18n
 from bot.middlewares import DbSessionMiddleware, StaffMiddleware
 from bot.scheduler import scheduled
 from handlers import (
+    cart,
     common,
     contact,
     errors,
+    estimate,
     navigation,
     payments,
     search,
@@ -83,12 +85,15 @@ ROUTERS: tuple[RouterFactory, ...] = (
     errors.make_router,
     staff_admin.make_invite_router,  # invite links are opened by people not yet staff
     payments.make_client_router,  # clients pay invoices: checkout and payment
+    estimate.make_client_router,  # clients approve or decline estimate lines
     common.make_strangers_router,
     common.make_router,
     staff_admin.make_router,
     contact.make_router,
     payments.make_router,
     work_orders.make_router,
+    cart.make_router,
+    estimate.make_router,
     navigation.make_router,
     search.make_router,  # the catch-all for text: keep it after every message handler
     navigation.make_fallback_router,  # presses nobody understood: last

@@ -17,6 +17,7 @@ class ClientTab(enum.StrEnum):
     DOCUMENTS = "d"
     CARS = "c"
     CONTACT = "r"  # register a contact
+    CART = "k"
 
 
 class SearchPage(CallbackData, prefix="sp"):
@@ -135,3 +136,59 @@ class WorkOrderState(CallbackData, prefix="ws"):
 
     document_id: int
     state: str
+
+
+# --- the cart and estimates (handlers/cart.py, handlers/estimate.py) ---------------------
+
+
+class CartView(CallbackData, prefix="kt"):
+    """The client's cart for one of the client's cars (0: goods without a car)."""
+
+    client_id: int
+    car_id: int = 0
+
+
+class CartAction(CallbackData, prefix="kx"):
+    """``find`` (search the price list), ``plan`` (the car's repair plan), ``qty`` and
+    ``del`` of a line, ``order`` / ``wo`` (a customer order / work order), ``est`` (an
+    estimate)."""
+
+    client_id: int
+    car_id: int = 0
+    action: str
+    line_id: int = 0
+
+
+class PricePick(CallbackData, prefix="kp"):
+    client_id: int
+    car_id: int = 0
+    item_id: int
+
+
+class PlanPick(CallbackData, prefix="kr"):
+    client_id: int
+    car_id: int
+    line_id: int  # a line of the car's repair plan
+
+
+class OpenEstimate(CallbackData, prefix="et"):
+    estimate_id: int
+
+
+class EstimateAction(CallbackData, prefix="ex"):
+    """Staff: ``send``, ``del`` (line ``line_no``), ``add`` (the cart), ``wo`` (a work order
+    of the approved lines), all on ``version``."""
+
+    estimate_id: int
+    version: int
+    action: str
+    line_no: int = 0
+
+
+class EstimateDecide(CallbackData, prefix="ey"):
+    """The client: approve (``ok`` 1) or decline (0) a line of a version."""
+
+    estimate_id: int
+    version: int
+    line_id: int
+    ok: int

@@ -26,6 +26,7 @@ from handlers import fmt
 from handlers.callbacks import (
     Back,
     CarSelections,
+    CartView,
     ClientTab,
     ContactMenu,
     DocumentsFilter,
@@ -35,6 +36,7 @@ from handlers.callbacks import (
     OpenCar,
     OpenClient,
     OpenDocument,
+    OpenEstimate,
     OrderDocument,
     OrdersView,
     PayStart,
@@ -331,12 +333,21 @@ async def client_screen(cb: OpenClient, ctx: ScreenContext) -> Screen:
         return await _events_tab(card, cb, ctx)
     if cb.tab is ClientTab.CARS:
         return _cars_tab(card)
+    if cb.tab is ClientTab.CART:
+        from handlers.cart import cart_tab  # handlers.cart builds on this module
+
+        return await cart_tab(card, ctx)
     if cb.tab is not ClientTab.INFO:
         raise Stale("tab")
     pages = fmt.paginate("\n".join(client_header(card)), client_info_blocks(card, ctx))
     if not 0 <= cb.page < len(pages):
         raise Stale("page")
-    markup = client_tabs(card, ctx.staff)
+    cart_count = None
+    if can(ctx.staff, Permission.CART_VIEW):
+        from services.cart import counts as cart_counts
+
+        cart_count = sum((await cart_counts(ctx.session, card.id)).values())
+    markup = client_tabs(card, ctx.staff, cart_count=cart_count)
     turn = pager(lambda p: OpenClient(client_id=card.id, page=p), cb.page, len(pages))
     if turn:
         markup.inline_keyboard.insert(0, turn)
@@ -392,7 +403,9 @@ def client_info_blocks(card: cards.ClientCard, ctx: ScreenContext) -> list[str]:
     return lines
 
 
-def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
+def client_tabs(
+    card: cards.ClientCard, staff: Staff, *, cart_count: int | None = None
+) -> InlineKeyboardMarkup:
     cid = card.id
     builder = InlineKeyboardBuilder()
     row = []
@@ -408,6 +421,13 @@ def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
             InlineKeyboardButton(
                 text=_("Orders ({count})").format(count=card.counts.open_orders),
                 callback_data=OrdersView(client_id=cid).pack(),
+            )
+        )
+    if cart_count is not None:
+        row.append(
+            InlineKeyboardButton(
+                text=_("Cart ({count})").format(count=cart_count),
+                callback_data=OpenClient(client_id=cid, tab=ClientTab.CART).pack(),
             )
         )
     if row:
@@ -988,6 +1008,18 @@ async def selections_screen(cb: CarSelections, ctx: ScreenContext) -> Screen:
     return Screen(fmt.paginate(lines[0], lines[1:])[0], builder.as_markup())
 
 
+async def _cart_screen(cb: CartView, ctx: ScreenContext) -> Screen:
+    from handlers.cart import cart_screen  # handlers.cart builds on this module
+
+    return await cart_screen(cb, ctx)
+
+
+async def _estimate_screen(cb: OpenEstimate, ctx: ScreenContext) -> Screen:
+    from handlers.estimate import estimate_screen  # builds on this module
+
+    return await estimate_screen(cb, ctx)
+
+
 Renderer = Callable[[Any, ScreenContext], Awaitable[Screen]]
 RENDERERS: dict[type[CallbackData], Renderer] = {
     SearchPage: search_screen,
@@ -999,6 +1031,8 @@ RENDERERS: dict[type[CallbackData], Renderer] = {
     OpenDocument: document_screen,
     OpenCar: car_screen,
     CarSelections: selections_screen,
+    CartView: _cart_screen,
+    OpenEstimate: _estimate_screen,
 }
 
 

@@ -36,6 +36,7 @@ class Kind(enum.StrEnum):
     BOOKING_REMINDER = "booking_reminder"
     BOOKING_CANCELLED = "booking_cancelled"
     TIRE_SEASON = "tire_season"  # tires stored with us: time to change them
+    ESTIMATE = "estimate"  # an estimate's lines to approve or decline, one by one
     # to staff
     NEW_EVENT = "new_event"  # a new unprocessed event of the manager's client
     NEW_REQUEST = "new_request"  # a new repair request
@@ -44,6 +45,7 @@ class Kind(enum.StrEnum):
     LINK_REQUEST = "link_request"  # a shared phone matched several clients
     UNREACHABLE = "unreachable"  # a client's chat answered 403
     DEAD_LETTER = "dead_letter"  # a notification given up after retries
+    ESTIMATE_DECIDED = "estimate_decided"  # the client decided every line of an estimate
 
 
 async def enqueue(

@@ -708,3 +708,150 @@ class LinkRequest(Base):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
 
     __table_args__ = (Index("ix_link_requests_state", "state"),)
+
+
+# --- the price list, the cart, estimates --------------------------------------------
+
+
+class PriceItem(Base):
+    """A line of the shop's price list (прайс-лист): goods or a work. A work is priced per
+    norm-hour and carries its norm hours; goods per unit. Prices per price type are in
+    ``price_item_prices``."""
+
+    __tablename__ = "price_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
+    name: Mapped[str] = mapped_column(String(300))
+    # ``services.normalize.normalize_name`` of the name: searched by fragment.
+    name_key: Mapped[str] = mapped_column(String(300))
+    catalogue_number: Mapped[str | None] = mapped_column(String(60))
+    # ``normalize_code`` of the catalogue number (article of a work): "W 712/75" = "W71275".
+    catalogue_key: Mapped[str | None] = mapped_column(String(60), index=True)
+    maker: Mapped[str | None] = mapped_column(String(100))
+    unit: Mapped[str] = mapped_column(String(20), default="шт")
+    norm_hours_milli: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sql_text("true"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    prices: Mapped[list[PriceItemPrice]] = relationship(
+        back_populates="item", cascade="all, delete-orphan"
+    )
+
+
+class PriceItemPrice(Base):
+    """The price of an item for a price type: kopecks per unit, or per norm-hour (works)."""
+
+    __tablename__ = "price_item_prices"
+
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("price_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    price_type_id: Mapped[int] = mapped_column(
+        ForeignKey("price_types.id", ondelete="CASCADE"), primary_key=True
+    )
+    price: Mapped[int] = mapped_column(BigInteger)
+
+    item: Mapped[PriceItem] = relationship(back_populates="prices")
+
+
+class CartLine(Base):
+    """A line of a client's cart (Корзина), for one of the client's cars or none. The price
+    is not kept for price-list lines: it follows the client's price type and discount card
+    when the cart is shown or turned into a document. Lines picked from a repair plan keep
+    the plan's price unless the price list has the item."""
+
+    __tablename__ = "cart_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), index=True
+    )
+    car_id: Mapped[int | None] = mapped_column(ForeignKey("cars.id", ondelete="CASCADE"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    source: Mapped[str] = mapped_column(String(20))  # price_list | repair_plan
+    price_item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("price_items.id", ondelete="SET NULL")
+    )
+    plan_line_id: Mapped[int | None] = mapped_column(
+        ForeignKey("document_lines.id", ondelete="SET NULL")
+    )
+    kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
+    item: Mapped[str] = mapped_column(String(300))
+    catalogue_number: Mapped[str | None] = mapped_column(String(60))
+    maker: Mapped[str | None] = mapped_column(String(100))
+    qty_milli: Mapped[int] = mapped_column(Integer, default=1000)
+    norm_hours_milli: Mapped[int | None] = mapped_column(Integer)
+    plan_price: Mapped[int | None] = mapped_column(BigInteger)  # the plan's, kopecks
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EstimateState(enum.StrEnum):
+    DRAFT = "draft"  # being made; the current version was not sent
+    SENT = "sent"  # the current version waits for the client
+    DECIDED = "decided"  # the client decided every line of the current version
+
+
+class LineDecision(enum.StrEnum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+
+
+class Estimate(Base):
+    """An estimate (Калькуляция) for a client and car. ``version`` is the current one; a
+    change after sending makes a new version (its lines are copied), so every decision
+    stays with the version the client saw."""
+
+    __tablename__ = "estimates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), index=True
+    )
+    car_id: Mapped[int | None] = mapped_column(ForeignKey("cars.id", ondelete="SET NULL"))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[EstimateState] = mapped_column(
+        _enum(EstimateState), default=EstimateState.DRAFT
+    )
+    sent_at: Mapped[datetime | None] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column()
+    # Who decided: the client's Telegram chat at the time.
+    decided_by_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The repair plan the declined lines went to, the work order the approved ones made.
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id", ondelete="SET NULL"))
+    work_order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("documents.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EstimateLine(Base):
+    """A line of one version of an estimate, priced when the version was made, and the
+    client's decision on it."""
+
+    __tablename__ = "estimate_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    estimate_id: Mapped[int] = mapped_column(ForeignKey("estimates.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    line_no: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
+    item: Mapped[str] = mapped_column(String(300))
+    catalogue_number: Mapped[str | None] = mapped_column(String(60))
+    maker: Mapped[str | None] = mapped_column(String(100))
+    qty_milli: Mapped[int] = mapped_column(Integer)
+    norm_hours_milli: Mapped[int | None] = mapped_column(Integer)
+    price: Mapped[int] = mapped_column(BigInteger)
+    discount_bp: Mapped[int] = mapped_column(Integer, default=0)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(20))  # price_list | repair_plan
+    plan_line_id: Mapped[int | None] = mapped_column(
+        ForeignKey("document_lines.id", ondelete="SET NULL")
+    )
+    decision: Mapped[LineDecision | None] = mapped_column(_enum(LineDecision))
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_estimate_lines_version", "estimate_id", "version", "line_no"),)

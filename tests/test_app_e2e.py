@@ -289,8 +289,14 @@ async def test_webhook_mode_serves_staff(sqlite_url: str) -> None:
 
 def test_routers_are_in_order() -> None:
     names = [make().name for make in ROUTERS]
-    # errors first; before the strangers' stop only what a non-member may use (invites)
-    assert names[0] == "errors" and names[1:4] == ["invites", "telegram-payments", "strangers"]
+    # errors first; before the strangers' stop only what a non-member may use (invites,
+    # paying, a client's decisions on an estimate)
+    assert names[0] == "errors" and names[1:5] == [
+        "invites",
+        "telegram-payments",
+        "estimate-client",
+        "strangers",
+    ]
     # text search catches any text: after every other message handler
     assert names.index("search") > max(
         names.index(n) for n in names if n not in ("search", "stale-buttons")
