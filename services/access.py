@@ -16,13 +16,25 @@ class Permission(enum.StrEnum):
     DOCUMENTS = "documents"  # all of a client's documents, make documents
     EDIT_CLIENT = "edit_client"  # contact information
     STAFF = "staff"  # invite and deactivate staff
+    BOOKINGS = "bookings"  # repair bookings: make, move, cancel
+    ARRIVAL = "arrival"  # check a car in (Машинозаезд): the work order in progress
+    TIRE_HOTEL = "tire_hotel"  # store, find and issue tire sets
 
 
 _ALL = frozenset(Permission)
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: _ALL,
     Role.MANAGER: _ALL - {Permission.STAFF},
-    Role.MASTER: frozenset({Permission.SEARCH, Permission.CAR_HISTORY, Permission.EVENTS}),
+    # Masters take the car in and put the tires on the rack; booking is the office's.
+    Role.MASTER: frozenset(
+        {
+            Permission.SEARCH,
+            Permission.CAR_HISTORY,
+            Permission.EVENTS,
+            Permission.ARRIVAL,
+            Permission.TIRE_HOTEL,
+        }
+    ),
     Role.CASHIER: frozenset({Permission.SEARCH, Permission.ORDERS, Permission.PAYMENTS}),
 }
 
