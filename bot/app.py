@@ -48,7 +48,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings, SettingsError, exit_on_settings_error
 from bot.i18n import StaffI18nMiddleware, make_i18n
 from bot.middlewares import DbSessionMiddleware, StaffMiddleware
-from handlers import common, contact, errors, navigation, payments, search, staff_admin
+from handlers import (
+    booking,
+    common,
+    contact,
+    errors,
+    navigation,
+    payments,
+    search,
+    staff_admin,
+    tires,
+)
 from services.messaging import (
     HttpSmsGateway,
     RecordingSmsGateway,
@@ -77,6 +87,8 @@ ROUTERS: tuple[RouterFactory, ...] = (
     staff_admin.make_router,
     contact.make_router,
     payments.make_router,
+    booking.make_router,  # repair booking and car arrival
+    tires.make_router,  # tire hotel
     navigation.make_router,
     search.make_router,  # the catch-all for text: keep it after every message handler
     navigation.make_fallback_router,  # presses nobody understood: last
