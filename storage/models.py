@@ -743,9 +743,7 @@ class TireSet(Base):
     rack: Mapped[str] = mapped_column(String(20))
     shelf: Mapped[str] = mapped_column(String(20))
     fee: Mapped[int] = mapped_column(BigInteger, default=0)
-    state: Mapped[TireSetState] = mapped_column(
-        _enum(TireSetState), default=TireSetState.STORED
-    )
+    state: Mapped[TireSetState] = mapped_column(_enum(TireSetState), default=TireSetState.STORED)
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)
     planned_issue_at: Mapped[datetime | None] = mapped_column()
     issued_at: Mapped[datetime | None] = mapped_column()

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, time, timedelta
 from aiogram.utils.i18n import I18n
 from sqlalchemy import select
 
-import handlers.booking  # registers the renderers
-import handlers.tires
+import handlers.booking  # registers the renderers (and handlers.tires below)
+import handlers.tires  # noqa: F401
 from bot.i18n import make_i18n
 from handlers.alerts import RENDERERS
 from services import bookings, tires
