@@ -447,3 +447,22 @@ async def test_the_car_history_shows_the_arrival(session):
     assert (await session.scalar(select(Document.state).where(Document.id == doc.id))) == (
         DocState.IN_PROGRESS
     )
+
+
+def test_booking_settings_make_the_rules():
+    from bot.config import Settings, SettingsError, load_settings
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        booking_bays="Пост 1, Пост 2",
+        booking_opens="08:30",
+        booking_closes="12:30",
+        booking_slot_minutes=120,
+    )
+    rules = settings.booking_rules()
+    assert rules.bays == ("Пост 1", "Пост 2")
+    assert rules.slot_minutes_of_day() == [8 * 60 + 30, 10 * 60 + 30]
+    assert rules.workdays == frozenset({1, 2, 3, 4, 5, 6})
+    for bad in ({"booking_bays": "1,1"}, {"booking_closes": "09:30"}, {"booking_workdays": "8"}):
+        with pytest.raises(SettingsError):
+            load_settings(_env_file=None, **bad)
