@@ -130,6 +130,12 @@ async def _stale(callback: CallbackQuery, session: AsyncSession, staff: Staff, w
     await navigation.refuse(callback, session, staff, reason="stale", detail=what)
 
 
+async def _end_read(session: AsyncSession) -> None:
+    """End the read transaction before a service writes: on SQLite the write must begin
+    with the lock (``BEGIN IMMEDIATE``), which a transaction that has read cannot take."""
+    await session.commit()
+
+
 async def _undo(session: AsyncSession, staff: Staff) -> None:
     await session.rollback()
     await session.refresh(staff)
@@ -436,6 +442,7 @@ async def on_pick(
         await navigation.refuse(callback, session, staff, reason="stale", detail=exc.problem)
         return
     if booking is not None:
+        await _end_read(session)
         try:
             await bookings.move(
                 session, rules, booking.id, day=day, minute=cb.minute, bay=bay, actor=staff
@@ -582,6 +589,7 @@ async def on_reason(
         await dialogs.end(state)
         await message.answer(_("This client is gone."))
         return
+    await _end_read(session)
     try:
         booking = await _make(session, staff, settings, dialog, message.text)
     except BookingRefused as exc:
@@ -726,6 +734,7 @@ async def on_cancel(
         )
         return
     client_id = booking.client_id
+    await _end_read(session)
     try:
         await bookings.cancel(session, booking.id, actor=staff, tz=settings.timezone)
     except BookingRefused:

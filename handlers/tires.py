@@ -413,6 +413,7 @@ async def _save(
         planned_issue_at=now + timedelta(days=30 * int(form["plan"])),
         car_id=form.get("car_id"),
     )
+    await session.commit()  # end the read: the service starts its write with the lock
     try:
         row = await tires.store(session, int(form["client_id"]), draft, actor=staff, now=now)
     except TireRefused as exc:
@@ -512,6 +513,7 @@ async def on_issue(
             ),
         )
         return
+    await session.commit()  # end the read: the service starts its write with the lock
     try:
         await tires.issue(session, row.id, actor=staff)
     except TireRefused:
