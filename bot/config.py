@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     smtp_from: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
     # Repair booking (Запись на ремонт): the bays (posts) by name, the working day in shop
     # time, which weekdays (1 = Monday) are working, slot length, how far ahead to book.
-    booking_bays: str = Field(default="1,2", min_length=1)
+    booking_bays: str = Field(default="Пост 1,Пост 2", min_length=1)
     booking_opens: time = time(9, 0)
     booking_closes: time = time(19, 0)
     booking_workdays: str = Field(default="1,2,3,4,5,6", pattern=r"^[1-7](,[1-7])*$")

@@ -142,7 +142,8 @@ async def _undo(session: AsyncSession, staff: Staff) -> None:
 
 
 def bay_name(bay: str) -> str:
-    return _("Bay {bay}").format(bay=q(bay))
+    """A bay as BOOKING_BAYS names it ("Пост 1")."""
+    return q(bay)
 
 
 def _day_label(day: date) -> str:

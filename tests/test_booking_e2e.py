@@ -97,10 +97,10 @@ async def test_two_managers_book_one_slot_at_once_one_is_told(bot, shop):
     await _to_slots(bot, MANAGER)
     await _to_slots(bot, MANAGER2)
     first = screen(bot, MANAGER).buttons[0][0]
-    assert first["text"] == "09:00 · 1"
-    assert screen(bot, MANAGER2).buttons[0][0]["text"] == "09:00 · 1"
-    await tap(bot, MANAGER, "09:00 · 1")
-    await tap(bot, MANAGER2, "09:00 · 1")
+    assert first["text"] == "09:00 · Пост 1"
+    assert screen(bot, MANAGER2).buttons[0][0]["text"] == "09:00 · Пост 1"
+    await tap(bot, MANAGER, "09:00 · Пост 1")
+    await tap(bot, MANAGER2, "09:00 · Пост 1")
     assert "Отправьте причину" in seen(bot, MANAGER)
 
     await asyncio.gather(
@@ -111,12 +111,12 @@ async def test_two_managers_book_one_slot_at_once_one_is_told(bot, shop):
     won = [u for u, t in texts.items() if "✅ Записан" in t]
     lost = [u for u, t in texts.items() if "только что заняла другая запись" in t]
     assert len(won) == 1 and len(lost) == 1, texts
-    assert "09:00 · 1" not in str(screen(bot, lost[0]).buttons)  # the slots again, fresh
-    assert "09:00 · 2" in str(screen(bot, lost[0]).buttons)
+    assert "09:00 · Пост 1" not in str(screen(bot, lost[0]).buttons)  # the slots again, fresh
+    assert "09:00 · Пост 2" in str(screen(bot, lost[0]).buttons)
 
     async with bot.app.session_factory() as s:
         [booking] = await s.scalars(select(Booking))
-        assert (booking.bay, booking.state) == ("1", BookingState.ACTIVE)
+        assert (booking.bay, booking.state) == ("Пост 1", BookingState.ACTIVE)
         assert booking.starts_at.astimezone(MOSCOW).hour == 9
         kinds = [n.kind for n in await s.scalars(select(Notification).order_by(Notification.id))]
     # Made by the client's manager: only the client is told; by the other one: both.
@@ -125,13 +125,13 @@ async def test_two_managers_book_one_slot_at_once_one_is_told(bot, shop):
 
 async def test_booking_with_a_reason_moved_and_cancelled(bot, shop):
     await _to_slots(bot, MANAGER)
-    await tap(bot, MANAGER, "10:00 · 2")
+    await tap(bot, MANAGER, "10:00 · Пост 2")
     out = await bot.send(MANAGER, "Замена масла")
     assert "✅ Записан" in out.text and "Замена масла" in out.text
     await tap(bot, MANAGER, "Перенести")
     days = [b for row in screen(bot, MANAGER).buttons for b in row if b["text"] not in "«»"]
     await bot.press(MANAGER, days[2]["callback_data"], screen(bot, MANAGER).message_id)
-    await tap(bot, MANAGER, "11:00 · 1")
+    await tap(bot, MANAGER, "11:00 · Пост 1")
     assert "✅ Перенесено" in seen(bot, MANAGER)
     await tap(bot, MANAGER, "Отменить запись")
     await tap(bot, MANAGER, "Да, отменить")

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
 
 from services import arrivals, bookings, tires
 from services.arrivals import ArrivalProblem, ArrivalRefused
@@ -217,33 +216,6 @@ async def test_two_managers_at_the_same_moment_one_wins(session_factory):
         assert len(rows) == 1
         notes = await _notes(s, "booking_confirmed")
         assert [n.client_id for n in notes] == [rows[0].client_id]
-
-
-async def test_the_database_refuses_an_overlap_whoever_writes_it(session_factory):
-    """Past the service: two raw writers, the second refused by the database itself."""
-    async with session_factory() as s:
-        _manager, _other, _master, client, _car = await _shop(s)
-    starts = moscow(2026, 12, 8, 10)
-
-    def row(offset: int) -> Booking:
-        at = starts + timedelta(minutes=offset)
-        return Booking(client_id=client.id, bay="1", starts_at=at, ends_at=at + timedelta(hours=1))
-
-    async with session_factory() as s:
-        s.add(row(0))
-        await s.commit()
-    async with session_factory() as s:
-        s.add(row(30))
-        with pytest.raises(IntegrityError, match="ex_bookings_bay_time"):
-            await s.commit()
-    async with session_factory() as s:
-        s.add(row(60))  # touching, not overlapping
-        await s.commit()
-        cancelled = row(0)
-        cancelled.state = BookingState.CANCELLED
-        s.add(cancelled)  # a cancelled booking holds no time
-        await s.commit()
-        assert len(list(await s.scalars(select(Booking)))) == 3
 
 
 async def test_reminders_for_tomorrow_once(session):

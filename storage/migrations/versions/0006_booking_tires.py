@@ -1,4 +1,4 @@
-"""repair bookings never overlap on a bay (PostgreSQL exclusion constraint); tire hotel
+"""tire hotel
 
 Revision ID: 0006
 Revises: 0005
@@ -14,40 +14,6 @@ revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-
-# Two bookings of one bay cannot overlap in time, whoever writes them: the booking service
-# serialises its writers (an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite) and
-# checks first; the database refuses the rest (PostgreSQL: an exclusion constraint; SQLite:
-# triggers). Cancelled bookings free their time. Times compare as stored (UTC).
-_OVERLAP = (
-    "NEW.state <> 'cancelled' AND EXISTS (SELECT 1 FROM bookings AS b WHERE b.bay = NEW.bay"
-    " AND b.state <> 'cancelled' AND b.id IS NOT NEW.id"
-    " AND b.starts_at < NEW.ends_at AND NEW.starts_at < b.ends_at)"
-)
-SQLITE_UP = [
-    f"""CREATE TRIGGER bookings_no_overlap_ins BEFORE INSERT ON bookings WHEN {_OVERLAP}
-    BEGIN SELECT RAISE(ABORT, 'ex_bookings_bay_time'); END""",
-    f"""CREATE TRIGGER bookings_no_overlap_upd
-    BEFORE UPDATE OF bay, starts_at, ends_at, state ON bookings WHEN {_OVERLAP}
-    BEGIN SELECT RAISE(ABORT, 'ex_bookings_bay_time'); END""",
-]
-SQLITE_DOWN = [
-    "DROP TRIGGER IF EXISTS bookings_no_overlap_upd",
-    "DROP TRIGGER IF EXISTS bookings_no_overlap_ins",
-]
-POSTGRES_UP = [
-    "CREATE EXTENSION IF NOT EXISTS btree_gist",
-    "ALTER TABLE bookings ADD CONSTRAINT ex_bookings_bay_time EXCLUDE USING gist "
-    "(bay WITH =, tstzrange(starts_at, ends_at, '[)') WITH &&) "
-    "WHERE (state <> 'cancelled')",
-]
-POSTGRES_DOWN = ["ALTER TABLE bookings DROP CONSTRAINT IF EXISTS ex_bookings_bay_time"]
-
-
-def _run(statements: dict[str, list[str]]) -> None:
-    for statement in statements.get(op.get_bind().dialect.name, []):
-        op.execute(statement)
 
 
 def upgrade() -> None:
@@ -100,11 +66,8 @@ def upgrade() -> None:
         batch_op.create_index("ix_tire_sets_place", ["rack", "shelf"], unique=False)
         batch_op.create_index("ix_tire_sets_state_season", ["state", "season"], unique=False)
 
-    _run({"sqlite": SQLITE_UP, "postgresql": POSTGRES_UP})
-
 
 def downgrade() -> None:
-    _run({"sqlite": SQLITE_DOWN, "postgresql": POSTGRES_DOWN})
     with op.batch_alter_table("tire_sets", schema=None) as batch_op:
         batch_op.drop_index("ix_tire_sets_state_season")
         batch_op.drop_index("ix_tire_sets_place")
