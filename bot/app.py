@@ -51,6 +51,7 @@ from bot.i18n import StaffI18nMiddleware, make_i18n
 from bot.middlewares import DbSessionMiddleware, StaffMiddleware
 from bot.scheduler import scheduled
 from handlers import (
+    booking,
     cart,
     common,
     contact,
@@ -60,6 +61,7 @@ from handlers import (
     payments,
     search,
     staff_admin,
+    tires,
     work_orders,
 )
 from services.messaging import (
@@ -94,6 +96,8 @@ ROUTERS: tuple[RouterFactory, ...] = (
     work_orders.make_router,
     cart.make_router,
     estimate.make_router,
+    booking.make_router,  # repair booking and car arrival
+    tires.make_router,  # tire hotel
     navigation.make_router,
     search.make_router,  # the catch-all for text: keep it after every message handler
     navigation.make_fallback_router,  # presses nobody understood: last

@@ -10,11 +10,14 @@ import re
 import sys
 from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from services.bookings import BookingRules
 
 DEFAULT_DB_PATH = Path("data") / "ccbot.sqlite3"
 
@@ -68,6 +71,22 @@ class Settings(BaseSettings):
     # Quiet hours (shop time): non-urgent messages to clients wait until the end.
     quiet_hours: str = Field(default="21:00-09:00", pattern=r"^(\d{1,2}:\d{2}-\d{1,2}:\d{2})?$")
     escalate_after_minutes: int = Field(default=60, ge=1)
+    # When clients with stored tires are told to change them (month-day, shop time 10:00).
+    tire_winter_reminder: str = Field(
+        default="10-15", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+    )
+    tire_summer_reminder: str = Field(
+        default="04-01", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+    )
+    # Repair booking (Запись на ремонт): the bays (posts) by name, the working day in shop
+    # time, which weekdays (1 = Monday) are working, slot length, how far ahead to book.
+    booking_bays: str = Field(default="Пост 1,Пост 2", min_length=1)
+    booking_opens: time = time(9, 0)
+    booking_closes: time = time(19, 0)
+    booking_workdays: str = Field(default="1,2,3,4,5,6", pattern=r"^[1-7](,[1-7])*$")
+    booking_slot_minutes: int = Field(default=60, ge=15, le=480)
+    booking_days_ahead: int = Field(default=30, ge=1, le=365)
+    # The hour (shop time) the scheduler queues tomorrow's booking reminders.
     booking_reminder_hour: int = Field(default=18, ge=0, le=23)
     # Webhook mode (`ccbot webhook`): where to listen, and what Telegram is told to post to.
     webhook_host: str = "127.0.0.1"
@@ -80,6 +99,22 @@ class Settings(BaseSettings):
         default=None,
         description="Checked on every webhook request (X-Telegram-Bot-Api-Secret-Token)",
     )
+
+    @field_validator("booking_bays")
+    @classmethod
+    def _bay_names(cls, value: str) -> str:
+        bays = [b.strip() for b in value.split(",")]
+        if not all(bays) or any(len(b) > 40 for b in bays) or len(set(bays)) != len(bays):
+            raise ValueError("a comma-separated list of distinct names, 1-40 characters each")
+        return ",".join(bays)
+
+    @model_validator(mode="after")
+    def _booking_day(self) -> Settings:
+        opens = self.booking_opens.hour * 60 + self.booking_opens.minute
+        closes = self.booking_closes.hour * 60 + self.booking_closes.minute
+        if closes - opens < self.booking_slot_minutes:
+            raise ValueError("BOOKING_CLOSES must be at least one slot after BOOKING_OPENS")
+        return self
 
     @field_validator("oem_catalogue_url")
     @classmethod
@@ -144,6 +179,19 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def booking_rules(self) -> BookingRules:
+        from services.bookings import BookingRules  # no aiogram: safe to import
+
+        return BookingRules(
+            bays=tuple(self.booking_bays.split(",")),
+            opens=self.booking_opens,
+            closes=self.booking_closes,
+            workdays=frozenset(int(d) for d in self.booking_workdays.split(",")),
+            slot_minutes=self.booking_slot_minutes,
+            days_ahead=self.booking_days_ahead,
+            timezone=self.timezone,
+        )
 
     def search_boxes(self) -> dict[str, tuple[str, ...]]:
         return {

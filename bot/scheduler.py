@@ -9,6 +9,13 @@ run it inside the bot (unless ``NOTIFY_IN_BOT=false``); ``ccbot worker`` runs it
   have two instances: a skipped run would be logged as a warning every second.
 * ``escalate`` every minute: events unprocessed for ``ESCALATE_AFTER_MINUTES`` go to the
   admins (each once).
+* ``booking_reminders`` daily at ``BOOKING_REMINDER_HOUR`` (shop time): tomorrow's bookings.
+* ``tire_season``: on ``TIRE_WINTER_REMINDER`` and ``TIRE_SUMMER_REMINDER`` (month-day, at
+  10:00 shop time), clients whose winter (summer) set is stored with us are told it is time
+  to change; the worker paces them like everything else.
+
+A timed job only queues rows, keyed so that a second run the same day queues nothing, so a
+missed run may safely run late (``misfire_grace_time``) and never twice at once.
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.config import Settings
 from bot.delivery import DeliveryWorker
-from services import notify
+from services import bookings, notify, tires
 from storage.db import write_transaction
+from storage.models import TireSeason
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +59,18 @@ class Jobs:
                 stats.dead,
                 stats.retried,
             )
+
+    async def booking_reminders(self) -> None:
+        async with write_transaction(self.worker.session_factory) as session:
+            queued = await bookings.queue_booking_reminders(
+                session, datetime.now(UTC), tz=self.settings.tz
+            )
+        logger.info("booking reminders: %d queued for tomorrow", queued)
+
+    async def tire_season(self, season: TireSeason) -> None:
+        async with write_transaction(self.worker.session_factory) as session:
+            queued = await tires.queue_tire_season_reminders(session, datetime.now(UTC), season)
+        logger.info("tire season (%s): %d client(s) to be told", season.value, queued)
 
     async def escalate(self) -> None:
         after = timedelta(minutes=self.settings.escalate_after_minutes)
@@ -78,6 +99,28 @@ def make_scheduler(settings: Settings, worker: DeliveryWorker) -> AsyncIOSchedul
         coalesce=True,
         misfire_grace_time=60,
     )
+    scheduler.add_job(
+        jobs.booking_reminders,
+        CronTrigger(hour=settings.booking_reminder_hour, minute=0, timezone=settings.tz),
+        id="booking_reminders",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=3 * 3600,
+    )
+    for season, month_day in (
+        (TireSeason.WINTER, settings.tire_winter_reminder),
+        (TireSeason.SUMMER, settings.tire_summer_reminder),
+    ):
+        month, day = (int(part) for part in month_day.split("-"))
+        scheduler.add_job(
+            jobs.tire_season,
+            CronTrigger(month=month, day=day, hour=10, minute=0, timezone=settings.tz),
+            args=[season],
+            id=f"tire_season_{season.value}",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=24 * 3600,
+        )
     return scheduler
 
 

@@ -192,3 +192,91 @@ class EstimateDecide(CallbackData, prefix="ey"):
     version: int
     line_id: int
     ok: int
+
+
+# --- related workstations: repair booking, car arrival, tire hotel (handlers/booking.py,
+# handlers/tires.py). Days are date ordinals, minutes count from the shop-local midnight,
+# bays are indexes into BOOKING_BAYS.
+
+
+class BookingList(CallbackData, prefix="bkl"):
+    client_id: int
+
+
+class BookingDays(CallbackData, prefix="bkw"):
+    """The day picker; ``booking_id`` set: moving that booking."""
+
+    client_id: int
+    car_id: int = 0
+    booking_id: int = 0
+    page: int = 0
+
+
+class BookingSlots(CallbackData, prefix="bks"):
+    client_id: int
+    day: int
+    car_id: int = 0
+    booking_id: int = 0
+
+
+class BookingPick(CallbackData, prefix="bkp"):
+    client_id: int
+    day: int
+    minute: int
+    bay: int
+    car_id: int = 0
+    booking_id: int = 0
+
+
+class BookingSave(CallbackData, prefix="bkv"):
+    """Book the picked slot without a reason."""
+
+    client_id: int
+
+
+class BookingOpen(CallbackData, prefix="bko"):
+    booking_id: int
+
+
+class BookingCancel(CallbackData, prefix="bkx"):
+    booking_id: int
+    sure: bool = False
+
+
+class ArrivalStart(CallbackData, prefix="arv"):
+    car_id: int
+    booking_id: int = 0
+
+
+class ArrivalStep(CallbackData, prefix="ars"):
+    """``lower`` (the lower mileage is right), ``skip`` (no complaint), ``cancel``."""
+
+    car_id: int
+    action: str
+
+
+class ArrivalMaster(CallbackData, prefix="arm"):
+    car_id: int
+    staff_id: int
+
+
+class TireList(CallbackData, prefix="tl"):
+    client_id: int
+
+
+class TireForm(CallbackData, prefix="tf"):
+    """The store form: ``new``, ``season``, ``count``, ``wheels``, ``car``, ``plan``
+    (months), ``ask`` (type that field next), ``save``, ``cancel``."""
+
+    client_id: int
+    field: str
+    value: str = ""
+
+
+class TireOpen(CallbackData, prefix="to"):
+    set_id: int
+
+
+class TireIssue(CallbackData, prefix="ti"):
+    set_id: int
+    sure: bool = False

@@ -24,7 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Settings
 from handlers import fmt
 from handlers.callbacks import (
+    ArrivalStart,
     Back,
+    BookingDays,
+    BookingList,
     CarSelections,
     CartView,
     ClientTab,
@@ -42,6 +45,7 @@ from handlers.callbacks import (
     PayStart,
     SearchPage,
     SendInvoice,
+    TireList,
     WorkOrderState,
 )
 from handlers.fmt import q
@@ -479,6 +483,7 @@ def client_tabs(
                 callback_data=ContactMenu(client_id=cid, action="edit").pack(),
             )
         )
+    builder.row(*related_buttons(cid, staff))  # related workstations (handlers/booking.py)
     for car in card.cars[:8]:
         builder.row(car_button(car))
     if len(card.cars) > 8:
@@ -490,6 +495,43 @@ def client_tabs(
         )
     builder.row(back_button())
     return builder.as_markup()
+
+
+def related_buttons(client_id: int, staff: Staff) -> list[InlineKeyboardButton]:
+    """The client card's way to the related workstations: bookings, tire hotel."""
+    buttons = []
+    if can(staff, Permission.BOOKINGS):
+        buttons.append(
+            InlineKeyboardButton(
+                text=_("📅 Bookings"), callback_data=BookingList(client_id=client_id).pack()
+            )
+        )
+    if can(staff, Permission.TIRE_HOTEL):
+        buttons.append(
+            InlineKeyboardButton(
+                text=_("🛞 Tire hotel"), callback_data=TireList(client_id=client_id).pack()
+            )
+        )
+    return buttons
+
+
+def car_related_buttons(card: cards.CarCard, staff: Staff) -> list[InlineKeyboardButton]:
+    """The car card's: book it (for its first client), check it in."""
+    buttons = []
+    if can(staff, Permission.BOOKINGS) and card.clients:
+        buttons.append(
+            InlineKeyboardButton(
+                text=_("📅 Book"),
+                callback_data=BookingDays(client_id=card.clients[0].id, car_id=card.id).pack(),
+            )
+        )
+    if can(staff, Permission.ARRIVAL) and card.clients:
+        buttons.append(
+            InlineKeyboardButton(
+                text=_("🔧 Arrival"), callback_data=ArrivalStart(car_id=card.id).pack()
+            )
+        )
+    return buttons
 
 
 async def _events_tab(card: cards.ClientCard, cb: OpenClient, ctx: ScreenContext) -> Screen:
@@ -967,6 +1009,7 @@ async def car_screen(cb: OpenCar, ctx: ScreenContext) -> Screen:
         link = oem_link(ctx.settings.oem_catalogue_url, card.vin)
         if link is not None:
             builder.row(InlineKeyboardButton(text=_("OEM catalogue"), url=link))
+    builder.row(*car_related_buttons(card, ctx.staff))  # booking, arrival (handlers/booking.py)
     if can(ctx.staff, Permission.ORDERS) and card.clients:
         builder.row(
             InlineKeyboardButton(

@@ -24,12 +24,16 @@ class Permission(enum.StrEnum):
     CART = "cart"  # pick from the price list or the plan, quantities, cart -> document
     CART_PLAN_WORKS = "cart_plan_works"  # put works of the car's repair plan in the cart
     ESTIMATES = "estimates"  # make, change and send estimates; approved lines -> work order
+    BOOKINGS = "bookings"  # repair bookings: make, move, cancel
+    ARRIVAL = "arrival"  # check a car in (Машинозаезд): the work order in progress
+    TIRE_HOTEL = "tire_hotel"  # store, find and issue tire sets
 
 
 _ALL = frozenset(Permission)
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: _ALL,
     Role.MANAGER: _ALL - {Permission.STAFF},
+    # Masters take the car in and put the tires on the rack; booking is the office's.
     Role.MASTER: frozenset(
         {
             Permission.SEARCH,
@@ -38,6 +42,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.CART_VIEW,
             Permission.CART_PLAN_WORKS,
             Permission.WORK_ORDERS,
+            Permission.ARRIVAL,
+            Permission.TIRE_HOTEL,
         }
     ),
     Role.CASHIER: frozenset(

@@ -855,3 +855,49 @@ class EstimateLine(Base):
     decided_by_chat_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_estimate_lines_version", "estimate_id", "version", "line_no"),)
+
+
+# --- tire hotel ---------------------------------------------------------------------
+
+
+class TireSeason(enum.StrEnum):
+    SUMMER = "summer"
+    WINTER = "winter"
+    ALL_SEASON = "all_season"
+
+
+class TireSetState(enum.StrEnum):
+    STORED = "stored"
+    ISSUED = "issued"
+
+
+class TireSet(Base):
+    """A client's set stored in the tire hotel (Шинный отель): what it is, where it lies,
+    when it came and goes back. The fee is kopecks, the tread depth tenths of a millimetre."""
+
+    __tablename__ = "tire_sets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    car_id: Mapped[int | None] = mapped_column(ForeignKey("cars.id"), index=True)
+    size: Mapped[str] = mapped_column(String(40))  # "205/55 R16"
+    brand: Mapped[str | None] = mapped_column(String(100))
+    season: Mapped[TireSeason] = mapped_column(_enum(TireSeason))
+    count: Mapped[int] = mapped_column(Integer)
+    with_wheels: Mapped[bool] = mapped_column(Boolean)  # wheels (on rims) or tires only
+    tread_tenths_mm: Mapped[int | None] = mapped_column(Integer)  # 65 = 6.5 mm
+    condition: Mapped[str | None] = mapped_column(Text)
+    rack: Mapped[str] = mapped_column(String(20))
+    shelf: Mapped[str] = mapped_column(String(20))
+    fee: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[TireSetState] = mapped_column(_enum(TireSetState), default=TireSetState.STORED)
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+    planned_issue_at: Mapped[datetime | None] = mapped_column()
+    issued_at: Mapped[datetime | None] = mapped_column()
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+
+    __table_args__ = (
+        Index("ix_tire_sets_place", "rack", "shelf"),
+        Index("ix_tire_sets_state_season", "state", "season"),
+    )

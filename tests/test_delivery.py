@@ -488,3 +488,47 @@ async def test_a_thousand_notifications_exactly_once_within_the_limits(
         for moments_of_chat in by_chat.values():
             gaps = [b - a for a, b in itertools.pairwise(moments_of_chat)]
             assert not gaps or min(gaps) >= 0.95
+
+
+# --- the timed jobs ------------------------------------------------------------------------
+
+
+async def test_the_timed_jobs_queue_reminders_once(shop: Shop):
+    from bot.scheduler import Jobs
+    from storage.models import Booking, TireSeason, TireSet, TireSetState
+
+    tz = shop.app.settings.tz
+    tomorrow = (datetime.now(tz) + timedelta(days=1)).replace(hour=11, minute=0, second=0)
+    async with shop.app.session_factory() as session, session.begin():
+        client = await make_client(session, "Клиент")
+        car = await make_car(session, client)
+        session.add(
+            Booking(
+                client_id=client.id,
+                car_id=car.id,
+                bay="Пост 1",
+                starts_at=tomorrow.astimezone(UTC),
+                ends_at=(tomorrow + timedelta(hours=1)).astimezone(UTC),
+            )
+        )
+        session.add(
+            TireSet(
+                client_id=client.id,
+                car_id=car.id,
+                size="205/55 R16",
+                season=TireSeason.WINTER,
+                count=4,
+                with_wheels=True,
+                rack="A",
+                shelf="1",
+                state=TireSetState.STORED,
+                stored_at=datetime.now(UTC),
+            )
+        )
+    jobs = Jobs(shop.app.settings, shop.worker)
+    for _ in range(2):
+        await jobs.booking_reminders()
+        await jobs.tire_season(TireSeason.WINTER)
+        await jobs.tire_season(TireSeason.SUMMER)  # nobody stores summer tires
+    kinds = sorted(r.kind for r in await shop.rows())
+    assert kinds == [outbox.Kind.BOOKING_REMINDER, outbox.Kind.TIRE_SEASON]
