@@ -16,6 +16,7 @@ class Permission(enum.StrEnum):
     DOCUMENTS = "documents"  # all of a client's documents, make documents
     EDIT_CLIENT = "edit_client"  # contact information
     STAFF = "staff"  # invite and deactivate staff
+    LINK_CLIENTS = "link_clients"  # client invite links, deciding phone link requests
 
 
 _ALL = frozenset(Permission)
