@@ -26,6 +26,7 @@ from handlers import fmt
 from handlers.callbacks import (
     Back,
     CarSelections,
+    ClientInvite,
     ClientTab,
     ContactMenu,
     DocumentsFilter,
@@ -456,6 +457,12 @@ def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
             InlineKeyboardButton(
                 text=_("Edit contacts"),
                 callback_data=ContactMenu(client_id=cid, action="edit").pack(),
+            )
+        )
+    if can(staff, Permission.LINK_CLIENTS):
+        builder.row(
+            InlineKeyboardButton(
+                text=_("Invite to the bot"), callback_data=ClientInvite(client_id=cid).pack()
             )
         )
     for car in card.cars[:8]:
