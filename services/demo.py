@@ -967,6 +967,7 @@ class _Shop:
                 "manager_id": c.manager_id,
                 "organization_id": self.orgs[0] if c.id % 3 else self.orgs[1],
                 "telegram_chat_id": chat,
+                "notifications_off": False,
                 "created_at": created,
                 "updated_at": created,
                 "last_activity_at": self.dt(c.last),
