@@ -48,15 +48,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings, SettingsError, exit_on_settings_error
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.i18n import StaffI18nMiddleware, make_i18n
-from bot.middlewares import DbSessionMiddleware, StaffMiddleware
+from bot.middlewares import ClientMiddleware, DbSessionMiddleware, StaffMiddleware
 from bot.scheduler import scheduled
 from handlers import (
     booking,
     cart,
+    client,
     common,
     contact,
     errors,
     estimate,
+    linking,
     navigation,
     payments,
     search,
@@ -79,18 +81,24 @@ logger = logging.getLogger(__name__)
 
 RouterFactory = Callable[[], Router]
 
-# The routers, in the order an update tries them. Errors first; then the strangers' stop
-# (anyone who is not active staff gets one short message and goes no further); then the
-# staff's features; the catch-all text search LAST. Add a feature by adding its
-# ``make_router`` here, before the search.
+# The routers, in the order an update tries them. Errors first; then what anyone may do
+# (invite links, paying an invoice); then linked clients (their own router ends with
+# catch-alls); then strangers: sharing their phone, and the strangers' stop (anyone who is
+# neither staff nor a linked client gets what this is and the share-phone button, and goes
+# no further); then the staff's features; the catch-all text search LAST. Add a feature by
+# adding its ``make_router`` here, before the search.
 ROUTERS: tuple[RouterFactory, ...] = (
     errors.make_router,
     staff_admin.make_invite_router,  # invite links are opened by people not yet staff
+    linking.make_invite_router,  # client invite links: anyone, before the client's router
     payments.make_client_router,  # clients pay invoices: checkout and payment
     estimate.make_client_router,  # clients approve or decline estimate lines
+    client.make_router,  # linked clients: their cars, orders, bookings; messages to the shop
+    linking.make_router,  # strangers share their phone
     common.make_strangers_router,
     common.make_router,
     staff_admin.make_router,
+    linking.make_staff_router,  # link requests, client invites
     contact.make_router,
     payments.make_router,
     work_orders.make_router,
@@ -274,6 +282,7 @@ def build_dispatcher(
     )
     dp.update.outer_middleware(DbSessionMiddleware(session_factory))
     dp.update.outer_middleware(StaffMiddleware())
+    dp.update.outer_middleware(ClientMiddleware())
     # On every event observer, errors included: the error handler answers in the user's
     # language too.
     StaffI18nMiddleware(i18n).setup(dp)

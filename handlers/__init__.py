@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiogram.filters import Filter
 from aiogram.types import TelegramObject
 
-from storage.models import Role, Staff
+from storage.models import Client, Role, Staff
 
 
 class IsStaff(Filter):
@@ -22,10 +22,23 @@ class IsStaff(Filter):
 
 
 class IsStranger(Filter):
-    """Anyone who is not an active staff member: unknown, deactivated, or no user at all."""
+    """Anyone who is neither an active staff member nor a linked client (in a private
+    chat): unknown, deactivated, or no user at all."""
 
-    async def __call__(self, event: TelegramObject, staff: Staff | None = None) -> bool:
-        return staff is None
+    async def __call__(
+        self, event: TelegramObject, staff: Staff | None = None, client: Client | None = None
+    ) -> bool:
+        return staff is None and client is None
+
+
+class IsClient(Filter):
+    """A linked client in their private chat (``client`` from ``ClientMiddleware``); staff
+    never are, even when their chat is linked to a client."""
+
+    async def __call__(
+        self, event: TelegramObject, staff: Staff | None = None, client: Client | None = None
+    ) -> bool:
+        return staff is None and client is not None
 
 
 class HasRole(Filter):
@@ -38,4 +51,4 @@ class HasRole(Filter):
         return staff is not None and (staff.role == Role.ADMIN or staff.role in self.roles)
 
 
-__all__ = ["HasRole", "IsStaff", "IsStranger"]
+__all__ = ["HasRole", "IsClient", "IsStaff", "IsStranger"]

@@ -20,7 +20,14 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import fmt, screens
-from handlers.callbacks import ClientTab, ContactMenu, OpenClient, OpenDocument
+from handlers.callbacks import (
+    ClientPay,
+    ClientTab,
+    ContactMenu,
+    LinkDecision,
+    OpenClient,
+    OpenDocument,
+)
 from handlers.contact import EventDone
 from handlers.fmt import q
 from services import notify
@@ -121,8 +128,18 @@ async def order_ready(
 
 
 def client_pay_markup(facts: notify.DocumentFacts) -> InlineKeyboardMarkup | None:
-    """A Pay button for the client's own order (the client side handles the press)."""
-    return None
+    """A Pay button for the client's own order (``handlers.client`` handles the press,
+    checking again that the order is the client's)."""
+    if facts.debt <= 0:
+        return None
+    return _markup(
+        [
+            _button(
+                _("Pay {debt}").format(debt=fmt.money(facts.debt)),
+                ClientPay(order_id=facts.document_id),
+            )
+        ]
+    )
 
 
 # --- to staff --------------------------------------------------------------------------
@@ -226,9 +243,9 @@ async def link_request(
     return Rendered(text, link_request_markup(request.id))
 
 
-def link_request_markup(request_id: int) -> InlineKeyboardMarkup | None:
-    """The button that opens the decision (the linking screens handle the press)."""
-    return None
+def link_request_markup(request_id: int) -> InlineKeyboardMarkup:
+    """The button that opens the decision (``handlers.linking`` handles the press)."""
+    return _markup([_button(_("Decide"), LinkDecision(action="open", request_id=request_id))])
 
 
 @renders(Kind.DEAD_LETTER)

@@ -280,3 +280,46 @@ class TireOpen(CallbackData, prefix="to"):
 class TireIssue(CallbackData, prefix="ti"):
     set_id: int
     sure: bool = False
+
+
+# --- the client's side (prefixes "x?" for the client's own screens, "l?" for linking) ----
+
+
+class ClientView(enum.StrEnum):
+    MENU = "m"
+    CARS = "c"
+    ORDERS = "o"
+    BOOKINGS = "b"
+
+
+class ClientScreen(CallbackData, prefix="xm"):
+    """A linked client's screen: the menu, my cars, my orders, my bookings."""
+
+    view: ClientView = ClientView.MENU
+
+
+class ClientOrder(CallbackData, prefix="xo"):
+    """One of the client's own orders (re-checked on every press)."""
+
+    order_id: int
+
+
+class ClientPay(CallbackData, prefix="xp"):
+    """A Telegram invoice for the debt of one of the client's own orders."""
+
+    order_id: int
+
+
+class ClientInvite(CallbackData, prefix="xi"):
+    """Staff: make a one-time invite link for the client's chat (client card)."""
+
+    client_id: int
+
+
+class LinkDecision(CallbackData, prefix="lq"):
+    """Staff: pending phone link requests. ``list``, ``open``, ``link`` (to ``client_id``)
+    or ``none`` (none of these clients)."""
+
+    action: str
+    request_id: int = 0
+    client_id: int = 0

@@ -30,6 +30,7 @@ from handlers.callbacks import (
     BookingList,
     CarSelections,
     CartView,
+    ClientInvite,
     ClientTab,
     ContactMenu,
     DocumentsFilter,
@@ -484,6 +485,12 @@ def client_tabs(
             )
         )
     builder.row(*related_buttons(cid, staff))  # related workstations (handlers/booking.py)
+    if can(staff, Permission.LINK_CLIENTS):
+        builder.row(
+            InlineKeyboardButton(
+                text=_("Invite to the bot"), callback_data=ClientInvite(client_id=cid).pack()
+            )
+        )
     for car in card.cars[:8]:
         builder.row(car_button(car))
     if len(card.cars) > 8:

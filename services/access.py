@@ -27,6 +27,7 @@ class Permission(enum.StrEnum):
     BOOKINGS = "bookings"  # repair bookings: make, move, cancel
     ARRIVAL = "arrival"  # check a car in (Машинозаезд): the work order in progress
     TIRE_HOTEL = "tire_hotel"  # store, find and issue tire sets
+    LINK_CLIENTS = "link_clients"  # client invite links, deciding phone link requests
 
 
 _ALL = frozenset(Permission)

@@ -532,3 +532,23 @@ async def test_the_timed_jobs_queue_reminders_once(shop: Shop):
         await jobs.tire_season(TireSeason.SUMMER)  # nobody stores summer tires
     kinds = sorted(r.kind for r in await shop.rows())
     assert kinds == [outbox.Kind.BOOKING_REMINDER, outbox.Kind.TIRE_SEASON]
+
+
+async def test_a_link_request_alert_opens_the_decision(shop: Shop):
+    from handlers.callbacks import LinkDecision
+    from services import notify
+    from storage.models import LinkRequest
+
+    async with shop.app.session_factory() as session, session.begin():
+        manager = await make_staff(session, "Менеджер", Role.MANAGER)
+        request = LinkRequest(telegram_user_id=42, chat_id=42, phone="79451231010", name="Иван")
+        session.add(request)
+        await session.flush()
+        assert await notify.link_requested(session, request) == 1
+    shop.api.known_chat(manager.telegram_id)
+    await shop.deliver_all()
+    (alert,) = shop.api.sent(manager.telegram_id)
+    assert "+7 (945) 123-10-10 (Иван)" in alert.text
+    (button,) = alert.params["reply_markup"]["inline_keyboard"][0]
+    assert button["text"] == "Решить"
+    assert button["callback_data"] == LinkDecision(action="open", request_id=request.id).pack()

@@ -26,11 +26,14 @@ from tests.e2e_support import BotHarness, running_bot
 from tests.factories import make_car, make_client, make_document, work
 
 MASTER, MANAGER, CASHIER, CLIENT_CHAT = 100, 200, 300, 5001
+PROVIDER = "284685063:TEST:notifications"
 
 
 @pytest.fixture
 async def bot(db_url: str) -> AsyncIterator[BotHarness]:
-    async with running_bot(db_url, notify_in_bot=True, quiet_hours="") as harness:
+    async with running_bot(
+        db_url, notify_in_bot=True, quiet_hours="", payments_provider_token=PROVIDER
+    ) as harness:
         yield harness
 
 
@@ -89,6 +92,14 @@ async def test_the_master_marks_the_work_done_and_the_client_is_told(bot, shop):
     assert "К оплате: 5\xa0000,00\xa0₽" in told.text
     row = await settled(bot)
     assert (row.state, row.message_id) == (NotificationState.SENT, told.result["message_id"])
+    # The client pays from the message: a Telegram invoice for what is due.
+    ready = bot.api.bot_messages(CLIENT_CHAT)[-1]
+    await bot.press(
+        CLIENT_CHAT, ready.button("Оплатить 5\xa0000,00\xa0₽")["callback_data"], ready.message_id
+    )
+    (invoice,) = bot.api.calls_of("sendInvoice")
+    assert int(invoice.params["chat_id"]) == CLIENT_CHAT
+    assert sum(int(p["amount"]) for p in invoice.params["prices"]) == 500_000
     async with bot.app.session_factory() as s:
         order = await s.get(Document, shop["order"])
         assert order is not None and order.state is DocState.COMPLETED
