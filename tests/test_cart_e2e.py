@@ -22,6 +22,7 @@ from storage.models import (
     EstimateState,
     LineKind,
     Notification,
+    NotificationState,
     Role,
     Selection,
 )
@@ -143,17 +144,18 @@ async def test_a_master_cannot_order_with_a_forged_button(bot, shop):
 
 
 async def _client_gets(bot: BotHarness, estimate_id: int, version: int):
-    """What the delivery worker would do: render the queued message and send it."""
+    """The bot's own delivery worker sends what was queued: the estimate, to the client."""
+    bot.api.known_chat(CLIENT_CHAT)
+    assert bot.app.delivery is not None
+    await bot.app.delivery.drain(5)
     async with bot.app.session_factory() as s:
         row = await s.scalar(
             select(Notification).where(Notification.key == f"estimate:{estimate_id}:{version}")
         )
-        with bot.app.i18n.context(), bot.app.i18n.use_locale("ru"):
-            rendered = await RENDERERS["estimate"](s, row, CTX)
-    assert rendered is not None
-    bot.api.known_chat(CLIENT_CHAT)
-    await bot.app.bot.send_message(CLIENT_CHAT, rendered.text, reply_markup=rendered.markup)
-    return screen(bot, CLIENT_CHAT)
+        assert row is not None and row.state is NotificationState.SENT
+    message = screen(bot, CLIENT_CHAT)
+    assert message.message_id == row.message_id
+    return message
 
 
 async def _estimate_sent(bot: BotHarness, shop) -> tuple[int, int]:
