@@ -307,6 +307,7 @@ class DeliveryWorker:
                     target.skip = "chat unreachable"
                 else:
                     target.chat_id = client.telegram_chat_id
+                    target.locale = client.locale or self.policy.default_locale
             elif row.staff_id is not None:
                 member = staff.get(row.staff_id)
                 if member is None or not member.active:

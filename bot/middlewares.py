@@ -22,6 +22,7 @@ from aiogram.enums import ChatType
 from aiogram.types import Chat, TelegramObject, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.i18n import LANGUAGES
 from services import clients_link
 from services import staff as staff_service
 
@@ -58,6 +59,10 @@ class ClientMiddleware(BaseMiddleware):
         data["client"] = None
         if data.get("staff") is None and chat is not None and chat.type == ChatType.PRIVATE:
             session: AsyncSession = data["session"]
-            data["client"] = await clients_link.client_by_chat(session, chat.id)
-            await session.commit()  # as above: end the read transaction, keep the object
+            client = await clients_link.client_by_chat(session, chat.id)
+            user: User | None = data.get("event_from_user")
+            if client is not None and user is not None:
+                clients_link.remember_locale(client, user.language_code, LANGUAGES)
+            data["client"] = client
+            await session.commit()  # as above: end the transaction, keep the object
         return await handler(event, data)

@@ -35,6 +35,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
+from bot.i18n import LANGUAGES
 from handlers import IsStaff, IsStranger, fmt
 from handlers.callbacks import ClientInvite, LinkDecision
 from handlers.client import consent_text, menu_screen
@@ -129,6 +130,8 @@ async def on_contact(message: Message, session: AsyncSession, settings: Settings
         phone=phone,
         name=user.full_name,
     )
+    if result.outcome is LinkOutcome.LINKED and result.client is not None:
+        clients_link.remember_locale(result.client, user.language_code, LANGUAGES)
     await session.commit()
     if result.outcome is LinkOutcome.NO_MATCH:
         await message.answer(
@@ -196,6 +199,7 @@ async def redeem(
             }[refused.problem]
         )
         return
+    clients_link.remember_locale(client, user.language_code, LANGUAGES)
     await session.commit()
     await _welcome(message, client)
 

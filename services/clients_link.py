@@ -22,6 +22,7 @@ commit; nothing here commits.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -63,6 +64,16 @@ def contact_phone(phone_number: str, region: str = "RU") -> str | None:
         return parse_phone(raw, region)
     except InvalidPhone:
         return None
+
+
+def remember_locale(client: Client, language_code: str | None, available: Iterable[str]) -> bool:
+    """Keep the client's language in step with their Telegram's (what notifications are
+    written in); True when it changed."""
+    code = (language_code or "").split("-")[0].lower()
+    if code not in set(available) or client.locale == code:
+        return False
+    client.locale = code
+    return True
 
 
 async def client_by_chat(session: AsyncSession, chat_id: int) -> Client | None:

@@ -260,6 +260,8 @@ class Client(Base):
     notifications_off: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=sql_text("false")
     )
+    # The language of the client's Telegram (ru, en): what notifications are written in.
+    locale: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Ranking only (search results, lists): when anything last happened with the client.

@@ -552,3 +552,24 @@ async def test_a_link_request_alert_opens_the_decision(shop: Shop):
     (button,) = alert.params["reply_markup"]["inline_keyboard"][0]
     assert button["text"] == "Решить"
     assert button["callback_data"] == LinkDecision(action="open", request_id=request.id).pack()
+
+
+async def test_a_client_is_told_in_the_language_of_their_telegram(shop: Shop):
+    async with shop.app.session_factory() as session, session.begin():
+        client = await make_client(session, "Smith", phone=None)
+        client.telegram_chat_id = 631
+        client.locale = "en"
+        order = await make_document(
+            session, client, DocType.WORK_ORDER, state=DocState.COMPLETED, amount=0
+        )
+        await outbox.enqueue(
+            session,
+            outbox.Kind.ORDER_READY,
+            f"order_ready:{order.id}",
+            client_id=client.id,
+            payload={"document_id": order.id},
+        )
+    shop.api.known_chat(631)
+    await shop.deliver_all()
+    (message,) = shop.api.sent(631)
+    assert message.text.startswith("Good news: your car is ready, you can pick it up.")

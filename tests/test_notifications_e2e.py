@@ -14,6 +14,7 @@ from services import messaging
 from services.messaging import CallOutcome
 from storage.models import (
     AuditLog,
+    Client,
     DocState,
     DocType,
     Document,
@@ -163,3 +164,14 @@ async def test_the_manager_is_alerted_and_marks_the_event_processed(bot, shop):
         done = await s.get(Event, event.id)
         assert done is not None and done.processed_at is not None
     assert bot.api.sent(MASTER) == []  # the author is not told about their own event
+
+
+async def test_the_clients_language_follows_their_telegram(bot, shop):
+    await bot.send(CLIENT_CHAT, "/start", language_code="en")
+    async with bot.app.session_factory() as s:
+        client = await s.get(Client, shop["client"])
+        assert client is not None and client.locale == "en"
+    await bot.send(CLIENT_CHAT, "Когда будет готово?", language_code="ru")
+    async with bot.app.session_factory() as s:
+        client = await s.get(Client, shop["client"])
+        assert client is not None and client.locale == "ru"
