@@ -66,17 +66,25 @@ class AlertContext:
     payments: bool = False
 
 
-DIGEST_LINES = 20
+DIGEST_CHARS = 3800  # a digest stays one message, under Telegram's 4096
 
 
 def digest(items: list[Rendered]) -> str:
-    """Several notifications for one chat as one message: one line each."""
-    lines = [item.digest_line or item.text.split("\n", 1)[0] for item in items]
-    shown = lines[:DIGEST_LINES]
-    text = _("{count} new notifications:").format(count=len(items)) + "\n"
-    text += "\n".join("• " + fmt.cut(line, 300) for line in shown)
-    if len(lines) > len(shown):
-        text += "\n" + _("…and {count} more.").format(count=len(lines) - len(shown))
+    """Several notifications for one chat as one message: one line each, as many as fit,
+    then how many more. ``digest_line`` is HTML like ``text``: it is never cut (a cut could
+    split a tag or an entity), a line that does not fit is counted instead."""
+    head = _("{count} new notifications:").format(count=len(items))
+    lines: list[str] = []
+    size = len(head)
+    for item in items:
+        line = "• " + (item.digest_line or item.text.split("\n", 1)[0])
+        if size + len(line) + 1 > DIGEST_CHARS:
+            break
+        lines.append(line)
+        size += len(line) + 1
+    text = "\n".join([head, *lines])
+    if len(lines) < len(items):
+        text += "\n" + _("…and {count} more.").format(count=len(items) - len(lines))
     return text
 
 

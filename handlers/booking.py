@@ -1061,7 +1061,7 @@ async def render_confirmed(
     )
     if car:
         text += "\n" + _("Car: {car}").format(car=q(car))
-    return Rendered(text, digest_line=_plain(text.split("\n")[0]))
+    return Rendered(text, digest_line=text.split("\n")[0])
 
 
 @renders(Kind.BOOKING_REMINDER)
@@ -1078,7 +1078,7 @@ async def render_reminder(
     car = await bookings.car_label(session, booking.car_id)
     if car:
         text += "\n" + _("Car: {car}").format(car=q(car))
-    return Rendered(text, digest_line=_plain(text.split("\n")[0]))
+    return Rendered(text, digest_line=text.split("\n")[0])
 
 
 @renders(Kind.BOOKING_CANCELLED)
@@ -1111,7 +1111,7 @@ async def render_new_booking(
         who=q(who),
     )
     markup = _markup([(_("Open the booking"), BookingOpen(booking_id=booking.id))])
-    return Rendered(line, markup=markup, digest_line=_plain(line))
+    return Rendered(line, markup=markup, digest_line=line)
 
 
 __all__ = [

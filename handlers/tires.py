@@ -592,7 +592,7 @@ async def render_tire_season(
         ),
     }.get(season, _("🛞 Time to change tires! Your set is stored with us: book a tire change."))
     sizes = ", ".join(q(row.size) for row in stored)
-    return Rendered(text + "\n" + sizes, digest_line=_plain(text))
+    return Rendered(text + "\n" + sizes, digest_line=text)
 
 
 __all__ = ["TireDialog", "make_router", "render_tire_season"]

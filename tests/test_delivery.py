@@ -573,3 +573,30 @@ async def test_a_client_is_told_in_the_language_of_their_telegram(shop: Shop):
     await shop.deliver_all()
     (message,) = shop.api.sent(631)
     assert message.text.startswith("Good news: your car is ready, you can pick it up.")
+
+
+async def test_a_big_digest_stays_one_valid_message(shop: Shop):
+    """Sixty alerts about a client named like markup: one message, under Telegram's limit,
+    the names shown literally, the rest counted."""
+    async with shop.app.session_factory() as session, session.begin():
+        manager = await make_staff(session, "Менеджер", Role.MANAGER)
+        client = await make_client(session, '<b>Tom & "Jerry"</b>', manager=manager)
+        for _ in range(60):
+            event = await make_event(session, client, text="& <i>" + "длинный текст " * 12)
+            await outbox.enqueue(
+                session,
+                outbox.Kind.NEW_EVENT,
+                f"new_event:{event.id}:{manager.id}",
+                staff_id=manager.id,
+                payload={"event_id": event.id, "client_id": client.id},
+                digestible=True,
+            )
+        chat = manager.telegram_id
+    shop.api.known_chat(chat)
+    await shop.deliver_all()
+    (digest,) = shop.api.sent(chat)  # the fake refuses broken HTML and texts over 4096
+    assert len(digest.params["text"]) <= 4096
+    assert digest.text.startswith("Новых уведомлений: 60")
+    assert '<b>Tom & "Jerry"</b>: Звонок — & <i>длинный' in digest.text
+    assert "…и ещё" in digest.text
+    assert {r.state for r in await shop.rows()} == {NotificationState.SENT}
