@@ -813,9 +813,7 @@ class Estimate(Base):
     car_id: Mapped[int | None] = mapped_column(ForeignKey("cars.id", ondelete="SET NULL"))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     version: Mapped[int] = mapped_column(Integer, default=1)
-    state: Mapped[EstimateState] = mapped_column(
-        _enum(EstimateState), default=EstimateState.DRAFT
-    )
+    state: Mapped[EstimateState] = mapped_column(_enum(EstimateState), default=EstimateState.DRAFT)
     sent_at: Mapped[datetime | None] = mapped_column()
     decided_at: Mapped[datetime | None] = mapped_column()
     # Who decided: the client's Telegram chat at the time.
