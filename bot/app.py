@@ -46,9 +46,26 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings, SettingsError, exit_on_settings_error
+from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.i18n import StaffI18nMiddleware, make_i18n
-from bot.middlewares import DbSessionMiddleware, StaffMiddleware
-from handlers import common, contact, errors, navigation, payments, search, staff_admin
+from bot.middlewares import ClientMiddleware, DbSessionMiddleware, StaffMiddleware
+from bot.scheduler import scheduled
+from handlers import (
+    booking,
+    cart,
+    client,
+    common,
+    contact,
+    errors,
+    estimate,
+    linking,
+    navigation,
+    payments,
+    search,
+    staff_admin,
+    tires,
+    work_orders,
+)
 from services.messaging import (
     HttpSmsGateway,
     RecordingSmsGateway,
@@ -64,19 +81,31 @@ logger = logging.getLogger(__name__)
 
 RouterFactory = Callable[[], Router]
 
-# The routers, in the order an update tries them. Errors first; then the strangers' stop
-# (anyone who is not active staff gets one short message and goes no further); then the
-# staff's features; the catch-all text search LAST. Add a feature by adding its
-# ``make_router`` here, before the search.
+# The routers, in the order an update tries them. Errors first; then what anyone may do
+# (invite links, paying an invoice); then linked clients (their own router ends with
+# catch-alls); then strangers: sharing their phone, and the strangers' stop (anyone who is
+# neither staff nor a linked client gets what this is and the share-phone button, and goes
+# no further); then the staff's features; the catch-all text search LAST. Add a feature by
+# adding its ``make_router`` here, before the search.
 ROUTERS: tuple[RouterFactory, ...] = (
     errors.make_router,
     staff_admin.make_invite_router,  # invite links are opened by people not yet staff
+    linking.make_invite_router,  # client invite links: anyone, before the client's router
     payments.make_client_router,  # clients pay invoices: checkout and payment
+    estimate.make_client_router,  # clients approve or decline estimate lines
+    client.make_router,  # linked clients: their cars, orders, bookings; messages to the shop
+    linking.make_router,  # strangers share their phone
     common.make_strangers_router,
     common.make_router,
     staff_admin.make_router,
+    linking.make_staff_router,  # link requests, client invites
     contact.make_router,
     payments.make_router,
+    work_orders.make_router,
+    cart.make_router,
+    estimate.make_router,
+    booking.make_router,  # repair booking and car arrival
+    tires.make_router,  # tire hotel
     navigation.make_router,
     search.make_router,  # the catch-all for text: keep it after every message handler
     navigation.make_fallback_router,  # presses nobody understood: last
@@ -98,6 +127,7 @@ class App:
     i18n: I18n
     sms_gateway: SmsGateway = field(default_factory=RecordingSmsGateway)
     smtp: SmtpSettings | None = None
+    delivery: DeliveryWorker | None = None
 
     async def close(self) -> None:
         try:
@@ -150,7 +180,26 @@ def build(settings: Settings, *, routers: Iterable[RouterFactory] = ROUTERS) -> 
         sms_gateway=sms_gateway,
         smtp=smtp,
     )
-    return App(settings, engine, session_factory, bot, dp, search_service, i18n, sms_gateway, smtp)
+    delivery = DeliveryWorker(
+        bot,
+        session_factory,
+        i18n,
+        DeliveryPolicy.from_settings(settings),
+        payments=settings.payments_provider_token is not None,
+        single=settings.database_url.startswith("sqlite"),
+    )
+    return App(
+        settings,
+        engine,
+        session_factory,
+        bot,
+        dp,
+        search_service,
+        i18n,
+        sms_gateway=sms_gateway,
+        smtp=smtp,
+        delivery=delivery,
+    )
 
 
 def make_fsm_storage(settings: Settings) -> BaseStorage:
@@ -256,6 +305,7 @@ def build_dispatcher(
     )
     dp.update.outer_middleware(DbSessionMiddleware(session_factory))
     dp.update.outer_middleware(StaffMiddleware())
+    dp.update.outer_middleware(ClientMiddleware())
     # On every event observer, errors included: the error handler answers in the user's
     # language too.
     StaffI18nMiddleware(i18n).setup(dp)
@@ -292,15 +342,38 @@ async def serve_polling(
     ``app.dp.stop_polling()``), then let the updates in hand finish."""
     await upgrade_database(app)
     await app.bot.delete_webhook(drop_pending_updates=False)
-    try:
-        await app.dp.start_polling(
-            app.bot,
-            polling_timeout=polling_timeout,
-            handle_signals=handle_signals,
-            close_bot_session=False,  # App.close does it, after the updates in hand finish
-        )
-    finally:
-        await app.dp.tracker.drain(SHUTDOWN_GRACE)
+    async with notifications(app):
+        try:
+            await app.dp.start_polling(
+                app.bot,
+                polling_timeout=polling_timeout,
+                handle_signals=handle_signals,
+                close_bot_session=False,  # App.close does it, after the updates in hand finish
+            )
+        finally:
+            await app.dp.tracker.drain(SHUTDOWN_GRACE)
+
+
+@contextlib.asynccontextmanager
+async def notifications(app: App, *, alone: bool = False) -> AsyncIterator[None]:
+    """The scheduler (outbox delivery, timed alerts) for the body: inside the bot unless
+    ``NOTIFY_IN_BOT=false``; ``alone`` for ``ccbot worker``."""
+    if app.delivery is None or not (alone or app.settings.notify_in_bot):
+        yield
+        return
+    async with scheduled(app.settings, app.delivery):
+        yield
+
+
+async def run_worker(settings: Settings) -> None:
+    """``ccbot worker``: only the scheduler (outbox delivery and timed alerts), for a shop
+    that runs the bot in webhook mode, or several workers on PostgreSQL."""
+    async with _running(settings) as app:
+        await upgrade_database(app)
+        await app.bot.get_me()  # a wrong token or an unreachable Bot API: say so now
+        async with notifications(app, alone=True):
+            logger.info("worker: delivering notifications until stopped")
+            await _until_signal()
 
 
 async def run_webhook(settings: Settings) -> None:
@@ -323,7 +396,8 @@ async def run_webhook(settings: Settings) -> None:
                 settings.webhook_port,
                 settings.webhook_path,
             )
-            await _until_signal()
+            async with notifications(app):
+                await _until_signal()
         finally:
             await runner.cleanup()
 

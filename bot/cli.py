@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run the bot (long polling)")
     sub.add_parser("webhook", help="run the bot behind a webhook (WEBHOOK_URL, WEBHOOK_SECRET)")
+    sub.add_parser("worker", help="deliver notifications and run the timed jobs, without the bot")
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -39,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         "--skip-bad", action="store_true", help="import the good rows, write the bad ones aside"
     )
     imp.add_argument("--rejects", type=Path, help="where --skip-bad writes the rejected rows")
+
+    prices = sub.add_parser("import-prices", help="import the price list from a CSV file")
+    prices.add_argument("prices_csv", type=Path, help="price list CSV (UTF-8 or cp1251)")
+    prices.add_argument(
+        "--skip-bad", action="store_true", help="import the good rows, write the bad ones aside"
+    )
+    prices.add_argument("--rejects", type=Path, help="where --skip-bad writes the rejected rows")
 
     staff = sub.add_parser("staff", help="staff members")
     staff_sub = staff.add_subparsers(dest="staff_command", required=True, metavar="ACTION")
@@ -166,6 +174,34 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_engine(settings, body)
 
 
+async def cmd_import_prices(settings: Settings, args: argparse.Namespace) -> int:
+    from services.importer import ImportFailed
+    from services.pricelist import import_price_list
+    from storage.migrate import upgrade
+
+    async def body(engine, factory) -> int:
+        await upgrade(engine)
+        rejects = args.rejects
+        if args.skip_bad and rejects is None:
+            rejects = args.prices_csv.with_name(args.prices_csv.stem + ".rejects.csv")
+        try:
+            report = await import_price_list(
+                factory, args.prices_csv, skip_bad=args.skip_bad, rejects_path=rejects
+            )
+        except ImportFailed as failed:
+            for problem in failed.problems[:50]:
+                print(f"ccbot import-prices: {problem}", file=sys.stderr)
+            if len(failed.problems) > 50:
+                print(f"... and {len(failed.problems) - 50} more", file=sys.stderr)
+            hint = "" if args.skip_bad else " (use --skip-bad to import the rest)"
+            print(f"nothing was imported{hint}", file=sys.stderr)
+            return 1
+        print(report)
+        return 0
+
+    return await _with_engine(settings, body)
+
+
 async def cmd_staff(settings: Settings, args: argparse.Namespace) -> int:
     from services import staff as staff_service
     from storage.migrate import upgrade
@@ -283,6 +319,14 @@ async def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import run_worker
+
+    settings.require_token()
+    await run_worker(settings)
+    return 0
+
+
 def _echo_progress(label: str, count: int) -> None:
     print(f"\r{label}: {count}", end="", file=sys.stderr, flush=True)
 
@@ -306,9 +350,11 @@ class _progress:
 COMMANDS: dict[str, Command] = {
     "run": cmd_run,
     "webhook": cmd_webhook,
+    "worker": cmd_worker,
     "db": cmd_db,
     "demo-data": cmd_demo_data,
     "import": cmd_import,
+    "import-prices": cmd_import_prices,
     "staff": cmd_staff,
     "search": cmd_search,
 }

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from services.bookings import BookingRules
 
 DEFAULT_DB_PATH = Path("data") / "ccbot.sqlite3"
 
@@ -55,6 +59,35 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
     smtp_from: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    # Notifications (the outbox worker): Telegram's limits, retries, quiet hours, alerts.
+    # false: `ccbot run`/`webhook` leave notifications to a separate `ccbot worker`.
+    notify_in_bot: bool = True
+    notify_rate: float = Field(default=25.0, gt=0, le=30, description="messages per second")
+    notify_chat_interval: float = Field(default=1.0, ge=0, description="seconds between two")
+    notify_concurrency: int = Field(default=8, ge=1, le=64)
+    notify_max_attempts: int = Field(default=8, ge=1, le=50)
+    notify_backoff_cap: float = Field(default=600.0, gt=0)
+    notify_lease: float = Field(default=60.0, ge=5)
+    # Quiet hours (shop time): non-urgent messages to clients wait until the end.
+    quiet_hours: str = Field(default="21:00-09:00", pattern=r"^(\d{1,2}:\d{2}-\d{1,2}:\d{2})?$")
+    escalate_after_minutes: int = Field(default=60, ge=1)
+    # When clients with stored tires are told to change them (month-day, shop time 10:00).
+    tire_winter_reminder: str = Field(
+        default="10-15", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+    )
+    tire_summer_reminder: str = Field(
+        default="04-01", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+    )
+    # Repair booking (Запись на ремонт): the bays (posts) by name, the working day in shop
+    # time, which weekdays (1 = Monday) are working, slot length, how far ahead to book.
+    booking_bays: str = Field(default="Пост 1,Пост 2", min_length=1)
+    booking_opens: time = time(9, 0)
+    booking_closes: time = time(19, 0)
+    booking_workdays: str = Field(default="1,2,3,4,5,6", pattern=r"^[1-7](,[1-7])*$")
+    booking_slot_minutes: int = Field(default=60, ge=15, le=480)
+    booking_days_ahead: int = Field(default=30, ge=1, le=365)
+    # The hour (shop time) the scheduler queues tomorrow's booking reminders.
+    booking_reminder_hour: int = Field(default=18, ge=0, le=23)
     # Webhook mode (`ccbot webhook`): where to listen, and what Telegram is told to post to.
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8080, ge=1, le=65535)
@@ -66,6 +99,22 @@ class Settings(BaseSettings):
         default=None,
         description="Checked on every webhook request (X-Telegram-Bot-Api-Secret-Token)",
     )
+
+    @field_validator("booking_bays")
+    @classmethod
+    def _bay_names(cls, value: str) -> str:
+        bays = [b.strip() for b in value.split(",")]
+        if not all(bays) or any(len(b) > 40 for b in bays) or len(set(bays)) != len(bays):
+            raise ValueError("a comma-separated list of distinct names, 1-40 characters each")
+        return ",".join(bays)
+
+    @model_validator(mode="after")
+    def _booking_day(self) -> Settings:
+        opens = self.booking_opens.hour * 60 + self.booking_opens.minute
+        closes = self.booking_closes.hour * 60 + self.booking_closes.minute
+        if closes - opens < self.booking_slot_minutes:
+            raise ValueError("BOOKING_CLOSES must be at least one slot after BOOKING_OPENS")
+        return self
 
     @field_validator("oem_catalogue_url")
     @classmethod
@@ -101,6 +150,14 @@ class Settings(BaseSettings):
             raise ValueError("must be 1-256 characters: A-Z a-z 0-9 _ -")
         return value
 
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        from services.outbox import parse_quiet_hours  # no aiogram: safe to import
+
+        parse_quiet_hours(value)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
@@ -123,12 +180,30 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def booking_rules(self) -> BookingRules:
+        from services.bookings import BookingRules  # no aiogram: safe to import
+
+        return BookingRules(
+            bays=tuple(self.booking_bays.split(",")),
+            opens=self.booking_opens,
+            closes=self.booking_closes,
+            workdays=frozenset(int(d) for d in self.booking_workdays.split(",")),
+            slot_minutes=self.booking_slot_minutes,
+            days_ahead=self.booking_days_ahead,
+            timezone=self.timezone,
+        )
+
     def search_boxes(self) -> dict[str, tuple[str, ...]]:
         return {
             "client": tuple(self.search_fields_client.split(",")),
             "contact": tuple(self.search_fields_contact.split(",")),
             "car": tuple(self.search_fields_car.split(",")),
         }
+
+    def quiet_window(self) -> tuple[time, time] | None:
+        from services.outbox import parse_quiet_hours
+
+        return parse_quiet_hours(self.quiet_hours)
 
     def payments_secret(self) -> bytes:
         """The key that signs invoice payloads: derived from the bot token, never stored."""

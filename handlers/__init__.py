@@ -14,7 +14,7 @@ from aiogram.filters import Filter
 from aiogram.types import TelegramObject
 from aiogram.utils.magic_filter import MagicFilter
 
-from storage.models import Role, Staff
+from storage.models import Client, Role, Staff
 
 
 class IsStaff(Filter):
@@ -25,10 +25,23 @@ class IsStaff(Filter):
 
 
 class IsStranger(Filter):
-    """Anyone who is not an active staff member: unknown, deactivated, or no user at all."""
+    """Anyone who is neither an active staff member nor a linked client (in a private
+    chat): unknown, deactivated, or no user at all."""
 
-    async def __call__(self, event: TelegramObject, staff: Staff | None = None) -> bool:
-        return staff is None
+    async def __call__(
+        self, event: TelegramObject, staff: Staff | None = None, client: Client | None = None
+    ) -> bool:
+        return staff is None and client is None
+
+
+class IsClient(Filter):
+    """A linked client in their private chat (``client`` from ``ClientMiddleware``); staff
+    never are, even when their chat is linked to a client."""
+
+    async def __call__(
+        self, event: TelegramObject, staff: Staff | None = None, client: Client | None = None
+    ) -> bool:
+        return staff is None and client is not None
 
 
 class HasRole(Filter):
@@ -53,4 +66,4 @@ class Magic(Filter):
         return self.magic.resolve(event)
 
 
-__all__ = ["HasRole", "IsStaff", "IsStranger", "Magic"]
+__all__ = ["HasRole", "IsClient", "IsStaff", "IsStranger", "Magic"]

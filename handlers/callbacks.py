@@ -17,6 +17,7 @@ class ClientTab(enum.StrEnum):
     DOCUMENTS = "d"
     CARS = "c"
     CONTACT = "r"  # register a contact
+    CART = "k"
 
 
 class SearchPage(CallbackData, prefix="sp"):
@@ -127,3 +128,198 @@ class CarSelections(CallbackData, prefix="sh"):
 
     car_id: int
     page: int = 0
+
+
+class WorkOrderState(CallbackData, prefix="ws"):
+    """Move a work order on (in progress, completed, closed): the car's status the client
+    is told about."""
+
+    document_id: int
+    state: str
+
+
+# --- the cart and estimates (handlers/cart.py, handlers/estimate.py) ---------------------
+
+
+class CartView(CallbackData, prefix="kt"):
+    """The client's cart for one of the client's cars (0: goods without a car)."""
+
+    client_id: int
+    car_id: int = 0
+
+
+class CartAction(CallbackData, prefix="kx"):
+    """``find`` (search the price list), ``plan`` (the car's repair plan), ``qty`` and
+    ``del`` of a line, ``order`` / ``wo`` (a customer order / work order), ``est`` (an
+    estimate)."""
+
+    client_id: int
+    car_id: int = 0
+    action: str
+    line_id: int = 0
+
+
+class PricePick(CallbackData, prefix="kp"):
+    client_id: int
+    car_id: int = 0
+    item_id: int
+
+
+class PlanPick(CallbackData, prefix="kr"):
+    client_id: int
+    car_id: int
+    line_id: int  # a line of the car's repair plan
+
+
+class OpenEstimate(CallbackData, prefix="et"):
+    estimate_id: int
+
+
+class EstimateAction(CallbackData, prefix="ex"):
+    """Staff: ``send``, ``del`` (line ``line_no``), ``add`` (the cart), ``wo`` (a work order
+    of the approved lines), all on ``version``."""
+
+    estimate_id: int
+    version: int
+    action: str
+    line_no: int = 0
+
+
+class EstimateDecide(CallbackData, prefix="ey"):
+    """The client: approve (``ok`` 1) or decline (0) a line of a version."""
+
+    estimate_id: int
+    version: int
+    line_id: int
+    ok: int
+
+
+# --- related workstations: repair booking, car arrival, tire hotel (handlers/booking.py,
+# handlers/tires.py). Days are date ordinals, minutes count from the shop-local midnight,
+# bays are indexes into BOOKING_BAYS.
+
+
+class BookingList(CallbackData, prefix="bkl"):
+    client_id: int
+
+
+class BookingDays(CallbackData, prefix="bkw"):
+    """The day picker; ``booking_id`` set: moving that booking."""
+
+    client_id: int
+    car_id: int = 0
+    booking_id: int = 0
+    page: int = 0
+
+
+class BookingSlots(CallbackData, prefix="bks"):
+    client_id: int
+    day: int
+    car_id: int = 0
+    booking_id: int = 0
+
+
+class BookingPick(CallbackData, prefix="bkp"):
+    client_id: int
+    day: int
+    minute: int
+    bay: int
+    car_id: int = 0
+    booking_id: int = 0
+
+
+class BookingSave(CallbackData, prefix="bkv"):
+    """Book the picked slot without a reason."""
+
+    client_id: int
+
+
+class BookingOpen(CallbackData, prefix="bko"):
+    booking_id: int
+
+
+class BookingCancel(CallbackData, prefix="bkx"):
+    booking_id: int
+    sure: bool = False
+
+
+class ArrivalStart(CallbackData, prefix="arv"):
+    car_id: int
+    booking_id: int = 0
+
+
+class ArrivalStep(CallbackData, prefix="ars"):
+    """``lower`` (the lower mileage is right), ``skip`` (no complaint), ``cancel``."""
+
+    car_id: int
+    action: str
+
+
+class ArrivalMaster(CallbackData, prefix="arm"):
+    car_id: int
+    staff_id: int
+
+
+class TireList(CallbackData, prefix="tl"):
+    client_id: int
+
+
+class TireForm(CallbackData, prefix="tf"):
+    """The store form: ``new``, ``season``, ``count``, ``wheels``, ``car``, ``plan``
+    (months), ``ask`` (type that field next), ``save``, ``cancel``."""
+
+    client_id: int
+    field: str
+    value: str = ""
+
+
+class TireOpen(CallbackData, prefix="to"):
+    set_id: int
+
+
+class TireIssue(CallbackData, prefix="ti"):
+    set_id: int
+    sure: bool = False
+
+
+# --- the client's side (prefixes "x?" for the client's own screens, "l?" for linking) ----
+
+
+class ClientView(enum.StrEnum):
+    MENU = "m"
+    CARS = "c"
+    ORDERS = "o"
+    BOOKINGS = "b"
+
+
+class ClientScreen(CallbackData, prefix="xm"):
+    """A linked client's screen: the menu, my cars, my orders, my bookings."""
+
+    view: ClientView = ClientView.MENU
+
+
+class ClientOrder(CallbackData, prefix="xo"):
+    """One of the client's own orders (re-checked on every press)."""
+
+    order_id: int
+
+
+class ClientPay(CallbackData, prefix="xp"):
+    """A Telegram invoice for the debt of one of the client's own orders."""
+
+    order_id: int
+
+
+class ClientInvite(CallbackData, prefix="xi"):
+    """Staff: make a one-time invite link for the client's chat (client card)."""
+
+    client_id: int
+
+
+class LinkDecision(CallbackData, prefix="lq"):
+    """Staff: pending phone link requests. ``list``, ``open``, ``link`` (to ``client_id``)
+    or ``none`` (none of these clients)."""
+
+    action: str
+    request_id: int = 0
+    client_id: int = 0

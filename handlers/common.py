@@ -1,9 +1,10 @@
 """/start, /help and /lang for staff; one short answer for everyone else.
 
-The strangers' router goes right after the errors router (see ``bot.app.ROUTERS``): an
-update from anyone who is not an active staff member ends there, so no feature router can
-show them data by mistake. Features for other people (clients, later) are included before
-it with their own filter.
+The strangers' router goes before every staff router (see ``bot.app.ROUTERS``): an update
+from anyone who is neither an active staff member nor a linked client ends there, with
+what this bot is and the button to share their phone (``handlers.linking``), so no feature
+router can show them data by mistake. Invite links, payments, linked clients and the shared
+contact are handled before it by routers with their own filters.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from babel import Locale
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import IsStaff, IsStranger, Magic
-from handlers.callbacks import FilterToggle, SetLanguage, StaffAction
+from handlers.callbacks import FilterToggle, LinkDecision, SetLanguage, StaffAction
+from handlers.linking import ask_for_phone
 from services import staff as staff_service
 from services.access import Permission, can
 from storage.models import Role, Staff
@@ -45,7 +47,7 @@ def make_strangers_router() -> Router:
     router.message.filter(IsStranger())
     router.edited_message.filter(IsStranger())
     router.callback_query.filter(IsStranger())
-    router.message.register(answer_stranger, Magic(F.chat.type == ChatType.PRIVATE))
+    router.message.register(ask_for_phone, Magic(F.chat.type == ChatType.PRIVATE))
     router.message.register(ignore)  # groups: staying quiet is the polite answer
     router.edited_message.register(ignore)
     router.callback_query.register(answer_stranger_press)
@@ -77,6 +79,8 @@ def menu_markup(staff: Staff) -> InlineKeyboardMarkup:
     """The main menu's buttons: the filters for everyone, staff management for admins."""
     builder = InlineKeyboardBuilder()
     builder.button(text=_("Filters"), callback_data=FilterToggle(flt=""))
+    if can(staff, Permission.LINK_CLIENTS):
+        builder.button(text=_("Link requests"), callback_data=LinkDecision(action="list"))
     if can(staff, Permission.STAFF):
         builder.button(text=_("Staff"), callback_data=StaffAction(action="list"))
     return builder.as_markup()
@@ -188,12 +192,8 @@ async def _save_locale(session: AsyncSession, staff: Staff, code: str) -> None:
 # --- strangers ------------------------------------------------------------------------------
 
 
-async def answer_stranger(message: Message) -> None:
-    await message.answer(_("This bot is for the shop's staff."))
-
-
 async def answer_stranger_press(callback: CallbackQuery) -> None:
-    await callback.answer(_("This bot is for the shop's staff."), show_alert=True)
+    await callback.answer(_("This button is not for you. Send /start to begin."), show_alert=True)
 
 
 async def ignore(event: TelegramObject) -> None:

@@ -24,8 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Settings
 from handlers import fmt
 from handlers.callbacks import (
+    ArrivalStart,
     Back,
+    BookingDays,
+    BookingList,
     CarSelections,
+    CartView,
+    ClientInvite,
     ClientTab,
     ContactMenu,
     DocumentsFilter,
@@ -35,14 +40,17 @@ from handlers.callbacks import (
     OpenCar,
     OpenClient,
     OpenDocument,
+    OpenEstimate,
     OrderDocument,
     OrdersView,
     PayStart,
     SearchPage,
     SendInvoice,
+    TireList,
+    WorkOrderState,
 )
 from handlers.fmt import q
-from services import cards, ledger
+from services import cards, documents, ledger
 from services.access import Permission, can
 from services.events import list_events
 from services.filters import ClientFilter, FilterContext
@@ -346,12 +354,21 @@ async def client_screen(cb: OpenClient, ctx: ScreenContext) -> Screen:
         return await _events_tab(card, cb, ctx)
     if cb.tab is ClientTab.CARS:
         return _cars_tab(card)
+    if cb.tab is ClientTab.CART:
+        from handlers.cart import cart_tab  # handlers.cart builds on this module
+
+        return await cart_tab(card, ctx)
     if cb.tab is not ClientTab.INFO:
         raise Stale("tab")
     pages = fmt.paginate("\n".join(client_header(card)), client_info_blocks(card, ctx))
     if not 0 <= cb.page < len(pages):
         raise Stale("page")
-    markup = client_tabs(card, ctx.staff)
+    cart_count = None
+    if can(ctx.staff, Permission.CART_VIEW):
+        from services.cart import counts as cart_counts
+
+        cart_count = sum((await cart_counts(ctx.session, card.id)).values())
+    markup = client_tabs(card, ctx.staff, cart_count=cart_count)
     turn = pager(lambda p: OpenClient(client_id=card.id, page=p), cb.page, len(pages))
     if turn:
         markup.inline_keyboard.insert(0, turn)
@@ -407,7 +424,9 @@ def client_info_blocks(card: cards.ClientCard, ctx: ScreenContext) -> list[str]:
     return lines
 
 
-def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
+def client_tabs(
+    card: cards.ClientCard, staff: Staff, *, cart_count: int | None = None
+) -> InlineKeyboardMarkup:
     cid = card.id
     builder = InlineKeyboardBuilder()
     row = []
@@ -423,6 +442,13 @@ def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
             InlineKeyboardButton(
                 text=_("Orders ({count})").format(count=card.counts.open_orders),
                 callback_data=OrdersView(client_id=cid).pack(),
+            )
+        )
+    if cart_count is not None:
+        row.append(
+            InlineKeyboardButton(
+                text=_("Cart ({count})").format(count=cart_count),
+                callback_data=OpenClient(client_id=cid, tab=ClientTab.CART).pack(),
             )
         )
     if row:
@@ -474,6 +500,13 @@ def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
                 callback_data=ContactMenu(client_id=cid, action="edit").pack(),
             )
         )
+    builder.row(*related_buttons(cid, staff))  # related workstations (handlers/booking.py)
+    if can(staff, Permission.LINK_CLIENTS):
+        builder.row(
+            InlineKeyboardButton(
+                text=_("Invite to the bot"), callback_data=ClientInvite(client_id=cid).pack()
+            )
+        )
     for car in card.cars[:8]:
         builder.row(car_button(car))
     if len(card.cars) > 8:
@@ -485,6 +518,43 @@ def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
         )
     builder.row(back_button())
     return builder.as_markup()
+
+
+def related_buttons(client_id: int, staff: Staff) -> list[InlineKeyboardButton]:
+    """The client card's way to the related workstations: bookings, tire hotel."""
+    buttons = []
+    if can(staff, Permission.BOOKINGS):
+        buttons.append(
+            InlineKeyboardButton(
+                text=_("📅 Bookings"), callback_data=BookingList(client_id=client_id).pack()
+            )
+        )
+    if can(staff, Permission.TIRE_HOTEL):
+        buttons.append(
+            InlineKeyboardButton(
+                text=_("🛞 Tire hotel"), callback_data=TireList(client_id=client_id).pack()
+            )
+        )
+    return buttons
+
+
+def car_related_buttons(card: cards.CarCard, staff: Staff) -> list[InlineKeyboardButton]:
+    """The car card's: book it (for its first client), check it in."""
+    buttons = []
+    if can(staff, Permission.BOOKINGS) and card.clients:
+        buttons.append(
+            InlineKeyboardButton(
+                text=_("📅 Book"),
+                callback_data=BookingDays(client_id=card.clients[0].id, car_id=card.id).pack(),
+            )
+        )
+    if can(staff, Permission.ARRIVAL) and card.clients:
+        buttons.append(
+            InlineKeyboardButton(
+                text=_("🔧 Arrival"), callback_data=ArrivalStart(car_id=card.id).pack()
+            )
+        )
+    return buttons
 
 
 async def _events_tab(card: cards.ClientCard, cb: OpenClient, ctx: ScreenContext) -> Screen:
@@ -813,6 +883,25 @@ def order_buttons(
     return rows
 
 
+def work_order_buttons(document_id: int, state: DocState) -> list[InlineKeyboardButton]:
+    """The next steps of a work order (cancelling is not offered here)."""
+    labels = {
+        DocState.IN_PROGRESS: _("Take into work")
+        if state is DocState.REQUEST
+        else _("Back to work"),
+        DocState.COMPLETED: _("Done: the car is ready"),
+        DocState.CLOSED: _("The car is issued"),
+    }
+    return [
+        InlineKeyboardButton(
+            text=label,
+            callback_data=WorkOrderState(document_id=document_id, state=target.value).pack(),
+        )
+        for target, label in labels.items()
+        if documents.can_transition(DocType.WORK_ORDER, state, target)
+    ]
+
+
 async def document_screen(cb: OpenDocument, ctx: ScreenContext) -> Screen:
     ctx.require(Permission.SEARCH)
     view = await cards.document_lines(ctx.session, cb.document_id)
@@ -874,6 +963,8 @@ async def document_screen(cb: OpenDocument, ctx: ScreenContext) -> Screen:
                 ctx.staff, balance, client_linked=linked is not None, settings=ctx.settings
             ):
                 builder.row(*row)
+    if d.doc_type is DocType.WORK_ORDER and can(ctx.staff, Permission.WORK_ORDERS):
+        builder.row(*work_order_buttons(d.id, DocState(d.state)))
     builder.row(back_button())
     return Screen(pages[cb.page], builder.as_markup())
 
@@ -941,6 +1032,7 @@ async def car_screen(cb: OpenCar, ctx: ScreenContext) -> Screen:
         link = oem_link(ctx.settings.oem_catalogue_url, card.vin)
         if link is not None:
             builder.row(InlineKeyboardButton(text=_("OEM catalogue"), url=link))
+    builder.row(*car_related_buttons(card, ctx.staff))  # booking, arrival (handlers/booking.py)
     if can(ctx.staff, Permission.ORDERS) and card.clients:
         builder.row(
             InlineKeyboardButton(
@@ -982,6 +1074,18 @@ async def selections_screen(cb: CarSelections, ctx: ScreenContext) -> Screen:
     return Screen(fmt.paginate(lines[0], lines[1:])[0], builder.as_markup())
 
 
+async def _cart_screen(cb: CartView, ctx: ScreenContext) -> Screen:
+    from handlers.cart import cart_screen  # handlers.cart builds on this module
+
+    return await cart_screen(cb, ctx)
+
+
+async def _estimate_screen(cb: OpenEstimate, ctx: ScreenContext) -> Screen:
+    from handlers.estimate import estimate_screen  # builds on this module
+
+    return await estimate_screen(cb, ctx)
+
+
 Renderer = Callable[[Any, ScreenContext], Awaitable[Screen]]
 RENDERERS: dict[type[CallbackData], Renderer] = {
     SearchPage: search_screen,
@@ -993,6 +1097,8 @@ RENDERERS: dict[type[CallbackData], Renderer] = {
     OpenDocument: document_screen,
     OpenCar: car_screen,
     CarSelections: selections_screen,
+    CartView: _cart_screen,
+    OpenEstimate: _estimate_screen,
 }
 
 

@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.normalize import car_terms, client_terms
+from services.normalize import car_terms, client_terms, normalize_code, normalize_name
 from services.numbering import format_number
 from storage.bulk import BulkLoader, RowBuffer
 from storage.models import (
@@ -479,7 +479,7 @@ class DemoRandom(random.Random):
     """``random.Random`` with the simple draws done by one ``random()`` each: several times
     faster than the exact integer versions, and just as deterministic per seed."""
 
-    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:  # type: ignore[override]
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
         if stop is None:
             return int(self.random() * start)
         return start + int(self.random() * (stop - start))
@@ -487,7 +487,7 @@ class DemoRandom(random.Random):
     def randint(self, a: int, b: int) -> int:
         return a + int(self.random() * (b - a + 1))
 
-    def choice(self, seq: Sequence[Any]) -> Any:
+    def choice(self, seq: Sequence[Any]) -> Any:  # type: ignore[override]
         return seq[int(self.random() * len(seq))]
 
 
@@ -701,6 +701,7 @@ class _Shop:
             pid = self.next_id("price_types")
             out.add("price_types", {"id": pid, "code": code, "name": name})
             self.price_type[code] = pid
+        self.price_list()
         self.warehouses = []
         for name in ("Основной склад", "Склад шин"):
             if name in st.warehouses:
@@ -744,6 +745,44 @@ class _Shop:
         self.managers = self.staff[Role.MANAGER]
         self.masters = self.staff[Role.MASTER]
         self.cashiers = self.staff[Role.CASHIER] + self.staff[Role.ADMIN]
+
+    def price_list(self) -> None:
+        """The shop's price list: the demo's works and goods, retail and wholesale (the
+        prices the demo documents use), unless a price list is there already."""
+        if self.state.max_ids.get("price_items"):
+            return
+        retail, wholesale = self.price_type["retail"], self.price_type["wholesale"]
+        items: list[tuple[LineKind, str, str, str | None, str, int | None, int, int]] = [
+            (LineKind.WORK, work, article, None, "н/ч", norm, 240_000, 200_000)
+            for work, article, norm in WORKS
+        ]
+        items += [
+            (LineKind.GOODS, item, cat, maker or None, "шт", None, price, price * 85 // 100)
+            for item, cat, maker, price, _qty in GOODS
+        ]
+        for kind, name, number, maker, unit, norm, price, wholesale_price in items:
+            iid = self.next_id("price_items")
+            self.out.add(
+                "price_items",
+                {
+                    "id": iid,
+                    "kind": kind.value,
+                    "name": name,
+                    "name_key": normalize_name(name),
+                    "catalogue_number": number,
+                    "catalogue_key": normalize_code(number),
+                    "maker": maker,
+                    "unit": unit,
+                    "norm_hours_milli": norm,
+                    "active": True,
+                    "updated_at": self.dt(self.now),
+                },
+            )
+            for type_id, amount in ((retail, price), (wholesale, wholesale_price)):
+                self.out.add(
+                    "price_item_prices",
+                    {"item_id": iid, "price_type_id": type_id, "price": amount},
+                )
 
     # --- clients --------------------------------------------------------------------------
 
@@ -967,6 +1006,7 @@ class _Shop:
                 "manager_id": c.manager_id,
                 "organization_id": self.orgs[0] if c.id % 3 else self.orgs[1],
                 "telegram_chat_id": chat,
+                "notifications_off": False,
                 "created_at": created,
                 "updated_at": created,
                 "last_activity_at": self.dt(c.last),
@@ -1621,7 +1661,7 @@ class _Shop:
         self.copy_document(c, car, DocType.SALE, order["id"], ts + HOUR, [shock], shipped=True)
         self.payment(c, order["id"], amount, ts + HOUR)
         self.event(c, self.now - 3 * DAY)
-        contacts = [
+        contacts: list[tuple[str, str, str | None]] = [
             (ContactKind.EMAIL.value, "ivanov@mail.ru", None),
             (ContactKind.MOBILE.value, SEED_PHONE, None),
         ]

@@ -39,7 +39,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from services import audit
+from services import audit, notify
 from services.access import Permission, can
 from services.numbering import next_number
 from storage.db import begin_immediate
@@ -89,7 +89,10 @@ TRANSITIONS: dict[DocType, dict[DocState, frozenset[DocState]]] = {
 }
 
 # Who may change the state of what; creating documents needs DOCUMENTS.
-STATE_PERMISSION: dict[DocType, Permission] = {DocType.PAYMENT: Permission.PAYMENTS}
+STATE_PERMISSION: dict[DocType, Permission] = {
+    DocType.PAYMENT: Permission.PAYMENTS,
+    DocType.WORK_ORDER: Permission.WORK_ORDERS,
+}
 
 MAX_ITEM = 300
 MAX_CATALOGUE_NUMBER = 60
@@ -195,6 +198,11 @@ def _make_line(no: int, draft: LineDraft) -> DocumentLine:
     )
 
 
+def make_lines(drafts: Sequence[LineDraft]) -> list[DocumentLine]:
+    """Checked document lines, numbered from 1 (DocumentRefused BAD_LINE on a bad one)."""
+    return [_make_line(no, draft) for no, draft in enumerate(drafts, start=1)]
+
+
 def left_to_ship(line: DocumentLine) -> int:
     """What is still to ship of a line, in thousandths (0 for works)."""
     if LineKind(line.kind) is not LineKind.GOODS:
@@ -281,7 +289,7 @@ async def _create(
     comment: str | None,
 ) -> Document:
     _require(actor)
-    made = [_make_line(no, draft) for no, draft in enumerate(lines, start=1)]
+    made = make_lines(lines)
     await start_write(session)
     client = await session.get(Client, client_id)
     if client is None:
@@ -321,6 +329,7 @@ async def _create(
         entity_id=doc.id,
         details={"client_id": client_id, "car_id": car_id, **_summary(doc)},
     )
+    await notify.document_changed(session, doc, None, actor_id=actor.id)
     return doc
 
 
@@ -361,6 +370,29 @@ async def create_repair_request(
     return await _create(
         session,
         DocType.REPAIR_REQUEST,
+        client_id=client_id,
+        actor=actor,
+        prefix=prefix,
+        car_id=car_id,
+        lines=lines,
+        comment=comment,
+    )
+
+
+async def create_work_order(
+    session: AsyncSession,
+    *,
+    client_id: int,
+    actor: Staff,
+    prefix: str,
+    car_id: int | None = None,
+    lines: Sequence[LineDraft] = (),
+    comment: str | None = None,
+) -> Document:
+    """A new work order (Заказ-наряд), a request (Заявка) until the car is taken in."""
+    return await _create(
+        session,
+        DocType.WORK_ORDER,
         client_id=client_id,
         actor=actor,
         prefix=prefix,
@@ -573,6 +605,7 @@ async def change_state(
             "amount": doc.amount,
         },
     )
+    await notify.document_changed(session, doc, old_state, actor_id=actor.id)
     return doc
 
 
@@ -588,9 +621,11 @@ __all__ = [
     "create_invoice",
     "create_repair_request",
     "create_sale",
+    "create_work_order",
     "left_to_ship",
     "line_amount",
     "lock_document",
+    "make_lines",
     "ready_to_ship",
     "start_write",
 ]

@@ -49,7 +49,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit
+from services import audit, notify
 from services.access import Permission, can
 from services.normalize import InvalidPhone, parse_phone
 from storage.db import begin_immediate, write_transaction
@@ -367,6 +367,7 @@ async def _add_event(
     )
     session.add(event)
     await session.flush()
+    await notify.event_created(session, event)
     await _touch(session, client_id, car_id, now)
     audit.record(
         session,

@@ -74,7 +74,7 @@ async def record_pick(
     session: AsyncSession,
     *,
     staff: Staff,
-    car_id: int,
+    car_id: int | None,
     kind: LineKind,
     item: str,
     source: SelectionSource | str,
@@ -83,7 +83,8 @@ async def record_pick(
     client_id: int | None = None,
 ) -> Selection:
     """Records that ``staff`` picked ``item`` for the car (and the client, if given: one of
-    the car's clients) from ``source``."""
+    the car's clients) from ``source``. Goods picked for a client without a car (the
+    parts store) are recorded with ``car_id`` None and the client."""
     if not can(staff, Permission.CAR_HISTORY):
         raise SelectionRefused(SelectionProblem.FORBIDDEN)
     try:
@@ -93,9 +94,12 @@ async def record_pick(
     name = _field(item, MAX_ITEM, "item", required=True)
     number = _field(catalogue_number, MAX_CATALOGUE_NUMBER, "catalogue_number")
     made_by = _field(maker, MAX_MAKER, "maker")
-    if await session.get(Car, car_id) is None:
+    if car_id is None:
+        if client_id is None or await session.get(Client, client_id) is None:
+            raise SelectionRefused(SelectionProblem.CAR_NOT_FOUND, "no car, no client")
+    elif await session.get(Car, car_id) is None:
         raise SelectionRefused(SelectionProblem.CAR_NOT_FOUND, str(car_id))
-    if client_id is not None:
+    if client_id is not None and car_id is not None:
         linked = await session.scalar(
             select(ClientCar.car_id).where(
                 ClientCar.client_id == client_id, ClientCar.car_id == car_id
@@ -117,11 +121,12 @@ async def record_pick(
     )
     session.add(pick)
     await session.flush()
-    await session.execute(
-        update(Car)
-        .where(Car.id == car_id, Car.last_activity_at < now)
-        .values(last_activity_at=now)
-    )
+    if car_id is not None:
+        await session.execute(
+            update(Car)
+            .where(Car.id == car_id, Car.last_activity_at < now)
+            .values(last_activity_at=now)
+        )
     if client_id is not None:
         await session.execute(
             update(Client)

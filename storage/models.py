@@ -253,6 +253,15 @@ class Client(Base):
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
     organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # Telegram answered 403 (the client blocked the bot or deleted the account): nothing
+    # more is sent to the chat until the client writes again.
+    telegram_blocked_at: Mapped[datetime | None] = mapped_column()
+    # The client said /stop: no notifications. The history is in ``consents``.
+    notifications_off: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sql_text("false")
+    )
+    # The language of the client's Telegram (ru, en): what notifications are written in.
+    locale: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Ranking only (search results, lists): when anything last happened with the client.
@@ -607,3 +616,288 @@ class Invite(Base):
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column()
     used_by_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# --- notifications ------------------------------------------------------------------
+
+
+class NotificationState(enum.StrEnum):
+    PENDING = "pending"  # waiting for its time (``not_before``)
+    SENDING = "sending"  # claimed by a worker until ``lease_until``
+    SENT = "sent"  # ``message_id`` is Telegram's
+    DEAD = "dead"  # gave up after retries; an admin was told
+    DROPPED = "dropped"  # not to be sent: opted out, unreachable, no chat, out of date
+
+
+class Notification(Base):
+    """The transactional outbox: a row written in the same transaction as the change that
+    causes it, delivered by the worker. ``key`` (what, which record, which version) makes
+    queueing the same thing twice a no-op."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    # The recipient: a client's chat, a staff member, or (rarely) a bare chat id. The chat
+    # is resolved when sending, so a chat linked or migrated after queueing still counts.
+    client_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), index=True
+    )
+    staff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff.id", ondelete="CASCADE"), index=True
+    )
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Urgent messages ignore the client's quiet hours.
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql_text("false"))
+    # Several digestible messages for one chat go out as one digest.
+    digestible: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sql_text("false")
+    )
+    state: Mapped[NotificationState] = mapped_column(
+        _enum(NotificationState), default=NotificationState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (Index("ix_notifications_due", "state", "not_before"),)
+
+
+class Consent(Base):
+    """What a client agreed to, and when: every /start and /stop, with the text's version."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    text_version: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(20))  # telegram, ...
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_consents_client_at", "client_id", "at"),)
+
+
+class LinkRequestState(enum.StrEnum):
+    PENDING = "pending"
+    LINKED = "linked"
+    REJECTED = "rejected"
+
+
+class LinkRequest(Base):
+    """A shared phone that matched several clients: a manager decides which one, if any."""
+
+    __tablename__ = "link_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    phone: Mapped[str] = mapped_column(String(20))  # E.164 digits
+    name: Mapped[str | None] = mapped_column(String(300))  # as Telegram gave it
+    state: Mapped[LinkRequestState] = mapped_column(
+        _enum(LinkRequestState), default=LinkRequestState.PENDING
+    )
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+
+    __table_args__ = (Index("ix_link_requests_state", "state"),)
+
+
+# --- the price list, the cart, estimates --------------------------------------------
+
+
+class PriceItem(Base):
+    """A line of the shop's price list (прайс-лист): goods or a work. A work is priced per
+    norm-hour and carries its norm hours; goods per unit. Prices per price type are in
+    ``price_item_prices``."""
+
+    __tablename__ = "price_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
+    name: Mapped[str] = mapped_column(String(300))
+    # ``services.normalize.normalize_name`` of the name: searched by fragment.
+    name_key: Mapped[str] = mapped_column(String(300))
+    catalogue_number: Mapped[str | None] = mapped_column(String(60))
+    # ``normalize_code`` of the catalogue number (article of a work): "W 712/75" = "W71275".
+    catalogue_key: Mapped[str | None] = mapped_column(String(60), index=True)
+    maker: Mapped[str | None] = mapped_column(String(100))
+    unit: Mapped[str] = mapped_column(String(20), default="шт")
+    norm_hours_milli: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sql_text("true"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    prices: Mapped[list[PriceItemPrice]] = relationship(
+        back_populates="item", cascade="all, delete-orphan"
+    )
+
+
+class PriceItemPrice(Base):
+    """The price of an item for a price type: kopecks per unit, or per norm-hour (works)."""
+
+    __tablename__ = "price_item_prices"
+
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("price_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    price_type_id: Mapped[int] = mapped_column(
+        ForeignKey("price_types.id", ondelete="CASCADE"), primary_key=True
+    )
+    price: Mapped[int] = mapped_column(BigInteger)
+
+    item: Mapped[PriceItem] = relationship(back_populates="prices")
+
+
+class CartLine(Base):
+    """A line of a client's cart (Корзина), for one of the client's cars or none. The price
+    is not kept for price-list lines: it follows the client's price type and discount card
+    when the cart is shown or turned into a document. Lines picked from a repair plan keep
+    the plan's price unless the price list has the item."""
+
+    __tablename__ = "cart_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), index=True
+    )
+    car_id: Mapped[int | None] = mapped_column(ForeignKey("cars.id", ondelete="CASCADE"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    source: Mapped[str] = mapped_column(String(20))  # price_list | repair_plan
+    price_item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("price_items.id", ondelete="SET NULL")
+    )
+    plan_line_id: Mapped[int | None] = mapped_column(
+        ForeignKey("document_lines.id", ondelete="SET NULL")
+    )
+    kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
+    item: Mapped[str] = mapped_column(String(300))
+    catalogue_number: Mapped[str | None] = mapped_column(String(60))
+    maker: Mapped[str | None] = mapped_column(String(100))
+    qty_milli: Mapped[int] = mapped_column(Integer, default=1000)
+    norm_hours_milli: Mapped[int | None] = mapped_column(Integer)
+    plan_price: Mapped[int | None] = mapped_column(BigInteger)  # the plan's, kopecks
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EstimateState(enum.StrEnum):
+    DRAFT = "draft"  # being made; the current version was not sent
+    SENT = "sent"  # the current version waits for the client
+    DECIDED = "decided"  # the client decided every line of the current version
+
+
+class LineDecision(enum.StrEnum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+
+
+class Estimate(Base):
+    """An estimate (Калькуляция) for a client and car. ``version`` is the current one; a
+    change after sending makes a new version (its lines are copied), so every decision
+    stays with the version the client saw."""
+
+    __tablename__ = "estimates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), index=True
+    )
+    car_id: Mapped[int | None] = mapped_column(ForeignKey("cars.id", ondelete="SET NULL"))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[EstimateState] = mapped_column(_enum(EstimateState), default=EstimateState.DRAFT)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column()
+    # Who decided: the client's Telegram chat at the time.
+    decided_by_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The repair plan the declined lines went to, the work order the approved ones made.
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id", ondelete="SET NULL"))
+    work_order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("documents.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EstimateLine(Base):
+    """A line of one version of an estimate, priced when the version was made, and the
+    client's decision on it."""
+
+    __tablename__ = "estimate_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    estimate_id: Mapped[int] = mapped_column(ForeignKey("estimates.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    line_no: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
+    item: Mapped[str] = mapped_column(String(300))
+    catalogue_number: Mapped[str | None] = mapped_column(String(60))
+    maker: Mapped[str | None] = mapped_column(String(100))
+    qty_milli: Mapped[int] = mapped_column(Integer)
+    norm_hours_milli: Mapped[int | None] = mapped_column(Integer)
+    price: Mapped[int] = mapped_column(BigInteger)
+    discount_bp: Mapped[int] = mapped_column(Integer, default=0)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(20))  # price_list | repair_plan
+    plan_line_id: Mapped[int | None] = mapped_column(
+        ForeignKey("document_lines.id", ondelete="SET NULL")
+    )
+    decision: Mapped[LineDecision | None] = mapped_column(_enum(LineDecision))
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_estimate_lines_version", "estimate_id", "version", "line_no"),)
+
+
+# --- tire hotel ---------------------------------------------------------------------
+
+
+class TireSeason(enum.StrEnum):
+    SUMMER = "summer"
+    WINTER = "winter"
+    ALL_SEASON = "all_season"
+
+
+class TireSetState(enum.StrEnum):
+    STORED = "stored"
+    ISSUED = "issued"
+
+
+class TireSet(Base):
+    """A client's set stored in the tire hotel (Шинный отель): what it is, where it lies,
+    when it came and goes back. The fee is kopecks, the tread depth tenths of a millimetre."""
+
+    __tablename__ = "tire_sets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    car_id: Mapped[int | None] = mapped_column(ForeignKey("cars.id"), index=True)
+    size: Mapped[str] = mapped_column(String(40))  # "205/55 R16"
+    brand: Mapped[str | None] = mapped_column(String(100))
+    season: Mapped[TireSeason] = mapped_column(_enum(TireSeason))
+    count: Mapped[int] = mapped_column(Integer)
+    with_wheels: Mapped[bool] = mapped_column(Boolean)  # wheels (on rims) or tires only
+    tread_tenths_mm: Mapped[int | None] = mapped_column(Integer)  # 65 = 6.5 mm
+    condition: Mapped[str | None] = mapped_column(Text)
+    rack: Mapped[str] = mapped_column(String(20))
+    shelf: Mapped[str] = mapped_column(String(20))
+    fee: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[TireSetState] = mapped_column(_enum(TireSetState), default=TireSetState.STORED)
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+    planned_issue_at: Mapped[datetime | None] = mapped_column()
+    issued_at: Mapped[datetime | None] = mapped_column()
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+
+    __table_args__ = (
+        Index("ix_tire_sets_place", "rack", "shelf"),
+        Index("ix_tire_sets_state_season", "state", "season"),
+    )

@@ -182,6 +182,9 @@ def make_settings(database_url: str, api: FakeBotAPI, **overrides: Any) -> Setti
         "telegram_api_url": api.base_url,
         "database_url": database_url,
         "default_locale": "ru",
+        # The outbox worker runs only where a test asks for it (its messages would mix
+        # with the ones a test counts); the notification tests turn it on.
+        "notify_in_bot": False,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -18,8 +18,18 @@ from storage.models import Role
 from tests.botapi import blocked, delayed, server_error
 from tests.e2e_support import TOKEN, BotHarness, running_bot
 
-STRANGER_RU = "Этот бот — для сотрудников автосервиса."
-STRANGER_EN = "This bot is for the shop's staff."
+# A stranger learns what this is and gets the button to share their phone: no data.
+STRANGER_RU = (
+    "Здравствуйте! Это бот автосервиса. Если вы наш клиент, поделитесь номером телефона "
+    "кнопкой ниже — я найду ваши автомобили и заказы. Если вы сотрудник автосервиса, "
+    "попросите у администратора ссылку-приглашение."
+)
+STRANGER_EN = (
+    "Hello! This is the car service's bot. If you are our client, share your phone number "
+    "with the button below and I will find your cars and orders. If you are a staff member, "
+    "ask the administrator for an invite link."
+)
+STRANGER_PRESS_RU = "Эта кнопка не для вас. Отправьте /start, чтобы начать."
 OOPS_RU = "Что-то пошло не так. Попробуйте ещё раз."
 
 
@@ -51,7 +61,7 @@ async def test_a_stranger_gets_no_data_whatever_they_send(bot: BotHarness) -> No
     # A press on someone else's button (forged or stale): a short alert, nothing else.
     outcome = await bot.press(500, SetLanguage(code="en").pack(), 1)
     assert [c.method for c in outcome.calls] == ["answerCallbackQuery"]
-    assert outcome.calls[0].params["text"] == STRANGER_RU
+    assert outcome.calls[0].params["text"] == STRANGER_PRESS_RU
     assert (await bot.staff(100)).locale is None  # type: ignore[union-attr]
 
 
@@ -289,8 +299,20 @@ async def test_webhook_mode_serves_staff(sqlite_url: str) -> None:
 
 def test_routers_are_in_order() -> None:
     names = [make().name for make in ROUTERS]
-    # errors first; before the strangers' stop only what a non-member may use (invites)
-    assert names[0] == "errors" and names[1:4] == ["invites", "telegram-payments", "strangers"]
+    # errors first; before the strangers' stop only what a non-member may use (invites,
+    # paying, a client's decisions on an estimate), the linked clients' own router (it
+    # answers every press it does not own, so after the estimate's) and the strangers'
+    # sharing of their phone
+    assert names[0] == "errors"
+    assert names[1:8] == [
+        "invites",
+        "client-invites",
+        "telegram-payments",
+        "estimate-client",
+        "client",
+        "linking",
+        "strangers",
+    ]
     # text search catches any text: after every other message handler
     assert names.index("search") > max(
         names.index(n) for n in names if n not in ("search", "stale-buttons")

@@ -50,7 +50,7 @@ async def test_invite_join_and_deactivate(bot: BotHarness) -> None:
     assert len(still_active) == 1
     gone = MANAGER if still_active[0].telegram_id == NEWCOMER else NEWCOMER
     out = await bot.send(gone, "n123ap")
-    assert out.text == "Этот бот — для сотрудников автосервиса."
+    assert out.text.startswith("Здравствуйте! Это бот автосервиса.")
     async with bot.app.session_factory() as s:
         actions = set((await s.scalars(select(AuditLog.action))).all())
     assert {"invite.create", "invite.redeem", "invite.refused", "staff.deactivate"} <= actions

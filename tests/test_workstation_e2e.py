@@ -347,9 +347,7 @@ async def test_selection_history_and_oem_catalogue_on_the_car_card(db_url):
         card = screen(bot, MASTER)
         oem = card.button("OEM каталог")
         assert oem["url"] == "https://oem.example/catalog?vin=NMTBM28E80R058037"
-        await bot.press(
-            MASTER, card.button("История подборов")["callback_data"], card.message_id
-        )
+        await bot.press(MASTER, card.button("История подборов")["callback_data"], card.message_id)
 
         text = seen(bot, MASTER)
         assert "История подборов (1)" in text and "Колодки тормозные [04465-12610]" in text

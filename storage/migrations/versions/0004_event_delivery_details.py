@@ -20,9 +20,7 @@ def upgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("recipient", sa.String(length=300), nullable=True))
         batch_op.add_column(sa.Column("delivery_error", sa.String(length=500), nullable=True))
-        batch_op.add_column(
-            sa.Column("provider_message_id", sa.String(length=200), nullable=True)
-        )
+        batch_op.add_column(sa.Column("provider_message_id", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("call_back_at", sa.DateTime(timezone=True), nullable=True))
 
 
