@@ -363,12 +363,7 @@ async def client_screen(cb: OpenClient, ctx: ScreenContext) -> Screen:
     pages = fmt.paginate("\n".join(client_header(card)), client_info_blocks(card, ctx))
     if not 0 <= cb.page < len(pages):
         raise Stale("page")
-    cart_count = None
-    if can(ctx.staff, Permission.CART_VIEW):
-        from services.cart import counts as cart_counts
-
-        cart_count = sum((await cart_counts(ctx.session, card.id)).values())
-    markup = client_tabs(card, ctx.staff, cart_count=cart_count)
+    markup = client_tabs(card, ctx.staff)
     turn = pager(lambda p: OpenClient(client_id=card.id, page=p), cb.page, len(pages))
     if turn:
         markup.inline_keyboard.insert(0, turn)
@@ -424,9 +419,7 @@ def client_info_blocks(card: cards.ClientCard, ctx: ScreenContext) -> list[str]:
     return lines
 
 
-def client_tabs(
-    card: cards.ClientCard, staff: Staff, *, cart_count: int | None = None
-) -> InlineKeyboardMarkup:
+def client_tabs(card: cards.ClientCard, staff: Staff) -> InlineKeyboardMarkup:
     cid = card.id
     builder = InlineKeyboardBuilder()
     row = []
@@ -444,10 +437,10 @@ def client_tabs(
                 callback_data=OrdersView(client_id=cid).pack(),
             )
         )
-    if cart_count is not None:
+    if can(staff, Permission.CART_VIEW):
         row.append(
             InlineKeyboardButton(
-                text=_("Cart ({count})").format(count=cart_count),
+                text=_("Cart ({count})").format(count=card.counts.cart),
                 callback_data=OpenClient(client_id=cid, tab=ClientTab.CART).pack(),
             )
         )

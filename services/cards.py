@@ -41,6 +41,7 @@ from services.ledger import (
 from storage.models import (
     Car,
     CarRole,
+    CartLine,
     Client,
     ClientCar,
     ClientKind,
@@ -96,8 +97,7 @@ class TabCounts:
     """The numbers on the client's tabs."""
 
     new_events: int  # unprocessed events
-    # Always 0: there is no cart table yet; the cart comes with the related workstations.
-    cart: int
+    cart: int  # lines in the client's carts, every car and none
     open_orders: int  # customer orders in the open state
     documents: int  # every document of the client
 
@@ -181,6 +181,7 @@ def _client_card_query(dialect: str) -> Select[*tuple[Any, ...]]:
                 of=Document,
             ),
             _count(owned, of=Document),
+            _count(CartLine.client_id == Client.id, of=CartLine),
             client_debt_of_row(),
             open_work_orders_debt_of_row(),
             _json_list(
@@ -237,8 +238,8 @@ async def client_card(session: AsyncSession, client_id: int) -> ClientCard | Non
     if head is None:
         return None
     (cid, name, kind, relation, inn, phone, price_type, manager) = head[:8]
-    last_contact, new_events, open_orders, documents, debt, wo_debt = head[8:14]
-    contacts, cards, masters, cars = (value or [] for value in head[14:])
+    last_contact, new_events, open_orders, documents, cart, debt, wo_debt = head[8:15]
+    contacts, cards, masters, cars = (value or [] for value in head[15:])
     return ClientCard(
         id=cid,
         name=name,
@@ -260,7 +261,7 @@ async def client_card(session: AsyncSession, client_id: int) -> ClientCard | Non
         ),
         counts=TabCounts(
             new_events=int(new_events),
-            cart=0,
+            cart=int(cart),
             open_orders=int(open_orders),
             documents=int(documents),
         ),

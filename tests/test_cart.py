@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from services import cart, estimates, pricelist
+from services import cards, cart, estimates, pricelist
 from services.cart import CartProblem, CartRefused, Target
 from services.estimates import EstimateProblem, EstimateRefused
 from services.importer import ImportFailed
@@ -389,5 +389,8 @@ async def test_cart_counts_per_car(session):
         session, staff=manager, client_id=client.id, car_id=car.id, item_id=shop["oil"].id
     )
     assert await cart.counts(session, client.id) == {None: 1, car.id: 1}
+    # The card's Cart (N) tab counts every line of the client, with its own statement.
+    card = await cards.client_card(session, client.id)
+    assert card is not None and card.counts.cart == 2
     assert await session.scalar(select(func.count()).select_from(CartLine)) == 2
     assert LineDecision.APPROVED.value == "approved"
