@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import ledger
@@ -157,6 +157,7 @@ async def client_unreachable(session: AsyncSession, client_id: int, *, at: datet
 
 
 ESCALATION_WINDOW = timedelta(days=1)
+ESCALATION_BATCH = 500
 
 
 async def escalate_unprocessed(session: AsyncSession, *, now: datetime, after: timedelta) -> int:
@@ -167,27 +168,38 @@ async def escalate_unprocessed(session: AsyncSession, *, now: datetime, after: t
     admins = await _office(session, (Role.ADMIN,))
     if not admins:
         return 0
-    events = await session.execute(
-        select(Event.id, Event.client_id)
-        .where(
-            Event.processed_at.is_(None),
-            Event.created_at <= now - after,
-            Event.created_at > now - after - ESCALATION_WINDOW,
-        )
-        .order_by(Event.created_at, Event.id)
-        .limit(500)
-    )
     queued = 0
-    for event_id, client_id in events:
-        for admin_id in admins:
-            queued += await enqueue(
-                session,
-                Kind.ESCALATION,
-                f"escalation:{event_id}:{admin_id}",
-                staff_id=admin_id,
-                payload={"event_id": event_id, "client_id": client_id},
-                digestible=True,
+    upper, lower = now - after, now - after - ESCALATION_WINDOW
+    after_key: tuple[datetime, int] | None = None
+    while True:
+        # In batches through the whole window, oldest first (ix_events_unprocessed_created):
+        # a backlog larger than one batch is reached too, not the same first rows each run.
+        stmt = (
+            select(Event.id, Event.client_id, Event.created_at)
+            .where(
+                Event.processed_at.is_(None),
+                Event.created_at <= upper,
+                Event.created_at > lower,
             )
+            .order_by(Event.created_at, Event.id)
+            .limit(ESCALATION_BATCH)
+        )
+        if after_key is not None:
+            stmt = stmt.where(tuple_(Event.created_at, Event.id) > tuple_(*after_key))
+        batch = (await session.execute(stmt)).all()
+        for event_id, client_id, _created in batch:
+            for admin_id in admins:
+                queued += await enqueue(
+                    session,
+                    Kind.ESCALATION,
+                    f"escalation:{event_id}:{admin_id}",
+                    staff_id=admin_id,
+                    payload={"event_id": event_id, "client_id": client_id},
+                    digestible=True,
+                )
+        if len(batch) < ESCALATION_BATCH:
+            break
+        after_key = (batch[-1].created_at, batch[-1].id)
     return queued
 
 

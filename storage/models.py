@@ -411,6 +411,14 @@ class Event(Base):
             sqlite_where=sql_text("processed_at IS NULL"),
             postgresql_where=sql_text("processed_at IS NULL"),
         ),
+        # The escalation job reads the unprocessed ones by age, every minute.
+        Index(
+            "ix_events_unprocessed_created",
+            "created_at",
+            "id",
+            sqlite_where=sql_text("processed_at IS NULL"),
+            postgresql_where=sql_text("processed_at IS NULL"),
+        ),
     )
 
 

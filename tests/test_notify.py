@@ -92,6 +92,23 @@ async def test_unprocessed_events_escalate_to_admins_once(session):
     assert (row.kind, row.staff_id, row.payload["event_id"]) == (Kind.ESCALATION, admin.id, old.id)
 
 
+async def test_a_backlog_larger_than_a_batch_escalates_in_one_run(session, monkeypatch):
+    """Every unprocessed event of the window is reached, not the same first batch each run;
+    events created at the same moment are told apart by id."""
+    monkeypatch.setattr(notify, "ESCALATION_BATCH", 3)
+    await make_staff(session, "Админ", Role.ADMIN)
+    client = await make_client(session)
+    now = datetime.now(UTC)
+    same = now - timedelta(hours=2)
+    events = [await make_event(session, client, at=same) for _ in range(4)]
+    events += [await make_event(session, client, at=now - timedelta(hours=h)) for h in (3, 4, 5)]
+    after = timedelta(hours=1)
+    assert await notify.escalate_unprocessed(session, now=now, after=after) == 7
+    assert await notify.escalate_unprocessed(session, now=now, after=after) == 0
+    told = {row.payload["event_id"] for row in await session.scalars(select(Notification))}
+    assert told == {e.id for e in events}
+
+
 @pytest.mark.parametrize(
     ("local", "window", "until"),
     [
