@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -138,12 +139,22 @@ class SmsGateway(Protocol):
 @dataclass(slots=True)
 class RecordingSmsGateway:
     """The default for a shop without an SMS provider: nothing leaves, everything is logged
-    (status ``recorded``), so the contact is still on the Events tab."""
+    (status ``recorded``), so the contact is still on the Events tab. ``sent`` keeps the
+    last :attr:`keep` messages in memory (for tests and the demo), not every one since the
+    bot started: the events table is where they stay."""
 
-    sent: list[tuple[str, str]] = field(default_factory=list)
+    keep: int = 1000
+    _sent: deque[tuple[str, str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._sent = deque(maxlen=self.keep)
+
+    @property
+    def sent(self) -> list[tuple[str, str]]:
+        return list(self._sent)
 
     async def send(self, phone_e164: str, text: str) -> SmsResult:
-        self.sent.append((phone_e164, text))
+        self._sent.append((phone_e164, text))
         return SmsResult(DeliveryStatus.RECORDED)
 
 

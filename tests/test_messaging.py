@@ -594,3 +594,12 @@ async def test_mark_all_processed(session_factory, shop):
     assert untouched.processed_by_id is None  # processed before, left as it was
     [audit] = await _audit(session_factory, "event.processed_all")
     assert audit.details["count"] == 3
+
+
+async def test_recording_gateway_keeps_only_the_latest_in_memory():
+    """The default gateway runs for the bot's whole life: memory stays bounded."""
+    gateway = RecordingSmsGateway(keep=3)
+    for i in range(5):
+        result = await gateway.send("+79451231010", f"text {i}")
+        assert result.status is DeliveryStatus.RECORDED
+    assert [text for _, text in gateway.sent] == ["text 2", "text 3", "text 4"]
