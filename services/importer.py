@@ -14,12 +14,8 @@ role of the file. See ``docs/import.md`` for the columns.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import os
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,6 +27,18 @@ from sqlalchemy import Insert, Table, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit, contacts
+from services.csv_import import (
+    Column,
+    CsvTable,
+    ImportFailed,
+    PriceTypes,
+    Record,
+    Rejects,
+    check_rejects_path,
+    fold,
+    read_table,
+    write_rejects,
+)
 from services.normalize import (
     VIN_RE,
     InvalidPhone,
@@ -55,7 +63,6 @@ from storage.models import (
     ContactInfo,
     ContactKind,
     DiscountCard,
-    PriceType,
     SearchTerm,
     utcnow,
 )
@@ -63,14 +70,6 @@ from storage.models import (
 CHUNK = 2000  # records written per batch of statements; also the size of the id lookups
 Progress = Callable[[str, int], None]
 T = TypeVar("T")
-
-
-class ImportFailed(Exception):
-    """Nothing was imported; ``problems`` says why (``file:line: reason`` per bad row)."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems[:3]) + (" ..." if len(problems) > 3 else ""))
-        self.problems = problems
 
 
 @dataclass(slots=True)
@@ -115,18 +114,10 @@ class ImportReport:
 # --- columns ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Column:
-    field: str
-    headers: tuple[str, ...]  # as shown in docs and errors; matched folded
-    required: bool = False
-    many: bool = False  # every matching column is read (phones from two columns, ...)
-
-
 CLIENT_COLUMNS = (
-    _Column("id", ("id", "external_id", "Код", "Код контрагента"), required=True),
-    _Column("name", ("name", "Наименование", "ФИО", "Полное наименование"), required=True),
-    _Column(
+    Column("id", ("id", "external_id", "Код", "Код контрагента"), required=True),
+    Column("name", ("name", "Наименование", "ФИО", "Полное наименование"), required=True),
+    Column(
         "kind",
         (
             "kind",
@@ -140,8 +131,8 @@ CLIENT_COLUMNS = (
         ),
         many=True,
     ),
-    _Column("inn", ("inn", "ИНН")),
-    _Column(
+    Column("inn", ("inn", "ИНН")),
+    Column(
         "phone",
         (
             "phone",
@@ -154,21 +145,21 @@ CLIENT_COLUMNS = (
         ),
         many=True,
     ),
-    _Column(
+    Column(
         "email",
         ("email", "e-mail", "Электронная почта", "Адрес электронной почты", "Почта"),
         many=True,
     ),
-    _Column("address", ("address", "Адрес", "Фактический адрес"), many=True),
-    _Column(
+    Column("address", ("address", "Адрес", "Фактический адрес"), many=True),
+    Column(
         "discount_card",
         ("discount_card", "card", "Дисконтная карта", "Дисконтные карты", "Номер карты"),
     ),
-    _Column("price_type", ("price_type", "Тип цен", "Вид цен")),
+    Column("price_type", ("price_type", "Тип цен", "Вид цен")),
 )
 CAR_COLUMNS = (
-    _Column("id", ("id", "external_id", "Код"), required=True),
-    _Column(
+    Column("id", ("id", "external_id", "Код"), required=True),
+    Column(
         "client_id",
         (
             "client_id",
@@ -182,172 +173,18 @@ CAR_COLUMNS = (
         ),
         required=True,
     ),
-    _Column("role", ("role", "Роль")),
-    _Column("name", ("name", "Наименование", "Автомобиль")),
-    _Column("make", ("make", "brand", "Марка")),
-    _Column("model", ("model", "Модель")),
-    _Column("body", ("body", "Кузов", "Тип кузова")),
-    _Column("configuration", ("configuration", "Комплектация")),
-    _Column("plate", ("plate", "Гос. номер", "Госномер", "Государственный номер")),
-    _Column("vin", ("vin", "VIN-код")),
-    _Column("body_number", ("body_number", "frame_number", "Номер кузова", "Номер рамы")),
-    _Column("year", ("year", "Год выпуска", "Год")),
-    _Column("mileage", ("mileage", "odometer", "Пробег")),
+    Column("role", ("role", "Роль")),
+    Column("name", ("name", "Наименование", "Автомобиль")),
+    Column("make", ("make", "brand", "Марка")),
+    Column("model", ("model", "Модель")),
+    Column("body", ("body", "Кузов", "Тип кузова")),
+    Column("configuration", ("configuration", "Комплектация")),
+    Column("plate", ("plate", "Гос. номер", "Госномер", "Государственный номер")),
+    Column("vin", ("vin", "VIN-код")),
+    Column("body_number", ("body_number", "frame_number", "Номер кузова", "Номер рамы")),
+    Column("year", ("year", "Год выпуска", "Год")),
+    Column("mileage", ("mileage", "odometer", "Пробег")),
 )
-
-_NON_ALNUM = re.compile(r"[\W_]+")
-
-
-def _fold(text: str) -> str:
-    """Headers and keywords: case, ``ё``, spaces, dots and other punctuation folded."""
-    folded = unicodedata.normalize("NFKC", text).casefold().replace("ё", "е")
-    return _NON_ALNUM.sub("", folded)
-
-
-# --- reading CSV --------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Record:
-    line: int  # physical line where the record starts (the header is line 1)
-    values: list[str] | None  # None: the line could not be read as CSV
-    raw: str = ""  # the line, when it could not be read
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class _Table:
-    name: str  # the file name used in messages and in the rejects file
-    delimiter: str
-    header: list[str]
-    columns: dict[str, list[int]]  # field -> positions
-    records: list[_Record]
-
-    def one(self, values: list[str], field: str) -> str:
-        positions = self.columns.get(field)
-        return values[positions[0]].strip() if positions else ""
-
-    def many(self, values: list[str], field: str) -> list[str]:
-        return [v for i in self.columns.get(field, ()) if (v := values[i].strip())]
-
-
-class _Lines:
-    """The file's physical lines; the CSV reader takes them one by one, so that we know
-    where each record starts and can resume after a broken one."""
-
-    def __init__(self, lines: list[str], start: int) -> None:
-        self.lines = lines
-        self.next = start
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        if self.next >= len(self.lines):
-            raise StopIteration
-        line = self.lines[self.next]
-        self.next += 1
-        return line
-
-
-def _decode(data: bytes, name: str) -> str:
-    if data.startswith(codecs.BOM_UTF8):
-        try:
-            return data[len(codecs.BOM_UTF8) :].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ImportFailed([f"{name}: not valid UTF-8 at byte {exc.start}"]) from None
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:4096]:
-        raise ImportFailed([f"{name}: looks like UTF-16; save it as CSV in UTF-8 or cp1251"])
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1251")
-    except UnicodeDecodeError as exc:
-        raise ImportFailed([f"{name}: neither UTF-8 nor cp1251 (byte {exc.start})"]) from None
-
-
-def _guess_delimiter(line: str) -> str:
-    """``;`` or ``,``: whichever the header line has more of outside quotes."""
-    counts = {",": 0, ";": 0}
-    quoted = False
-    for ch in line:
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch in counts:
-            counts[ch] += 1
-    return ";" if counts[";"] > counts[","] else ","
-
-
-def _records(lines: list[str], start: int, delimiter: str) -> Iterator[_Record]:
-    source = _Lines(lines, start)
-    reader = csv.reader(source, delimiter=delimiter, strict=True)
-    while True:
-        first = source.next
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            reason = str(exc)
-            if "unexpected end of data" in reason or "expected after" in reason:
-                reason = "broken quotes"
-            yield _Record(first + 1, None, lines[first].rstrip("\r\n"), f"unreadable: {reason}")
-            # Resume on the next physical line: one broken quote costs one row, not the
-            # rest of the file.
-            source.next = first + 1
-            reader = csv.reader(source, delimiter=delimiter, strict=True)
-            continue
-        yield _Record(first + 1, values)
-
-
-def _read_table(path: Path, columns: Sequence[_Column]) -> _Table:
-    name = path.name
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImportFailed([f"{path}: no such file"]) from None
-    except OSError as exc:
-        raise ImportFailed([f"{path}: cannot read ({exc.strerror})"]) from None
-    lines = list(io.StringIO(_decode(data, name), newline=""))
-    start = 0
-    while start < len(lines) and not lines[start].strip():
-        start += 1
-    if start == len(lines):
-        raise ImportFailed([f"{name}: the file is empty (a header line is needed)"])
-    delimiter = None
-    if lines[start].strip().lower().startswith("sep="):
-        delimiter = lines[start].strip()[4:5] or ","  # Excel's "sep=;" hint
-        start += 1
-    if start == len(lines):
-        raise ImportFailed([f"{name}: no header line"])
-    delimiter = delimiter or _guess_delimiter(lines[start])
-    records = _records(lines, start, delimiter)
-    head = next(records)
-    if head.values is None:
-        raise ImportFailed([f"{name}:{head.line}: the header line is {head.error}"])
-    header = [h.strip().lstrip("\ufeff") for h in head.values]
-    by_header: dict[str, list[int]] = {}
-    for pos, title in enumerate(header):
-        by_header.setdefault(_fold(title), []).append(pos)
-    found: dict[str, list[int]] = {}
-    missing: list[str] = []
-    for col in columns:
-        positions: list[int] = []
-        for alias in col.headers:
-            for pos in by_header.get(_fold(alias), ()):
-                if pos not in positions:
-                    positions.append(pos)
-        if positions:
-            found[col.field] = sorted(positions) if col.many else positions[:1]
-        elif col.required:
-            accepted = ", ".join(col.headers)
-            missing.append(f'{name}: missing column "{col.field}" (accepted headers: {accepted})')
-    if missing:
-        raise ImportFailed(missing)
-    return _Table(name, delimiter, header, found, list(records))
-
 
 # --- checking values ----------------------------------------------------------------
 
@@ -387,14 +224,6 @@ _BUYER = {
 }
 _SUPPLIER = {"supplier", "vendor", "поставщик"}
 _OTHER = {"other", "прочее", "прочие", "другое"}
-_KNOWN_PRICE_TYPES = {
-    "retail": ("retail", "Розничная"),
-    "розничная": ("retail", "Розничная"),
-    "розница": ("retail", "Розничная"),
-    "wholesale": ("wholesale", "Оптовая"),
-    "оптовая": ("wholesale", "Оптовая"),
-    "опт": ("wholesale", "Оптовая"),
-}
 _OWNER = {"owner", "владелец", "собственник"}
 _DRIVER = {"driver", "водитель"}
 
@@ -480,7 +309,7 @@ class _CarRow:
     mileage: int | None
 
 
-def _check_client(t: _Table, values: list[str], line: int, region: str) -> _ClientRow | str:
+def _check_client(t: CsvTable, values: list[str], line: int, region: str) -> _ClientRow | str:
     errors: list[str] = []
     external_id = t.one(values, "id")
     if not external_id:
@@ -494,7 +323,7 @@ def _check_client(t: _Table, values: list[str], line: int, region: str) -> _Clie
     kind: ClientKind | None = None
     relation: ClientRelation | None = None
     for raw in t.many(values, "kind"):
-        word = _fold(raw)
+        word = fold(raw)
         if word in _PERSON:
             kind = ClientKind.PERSON
         elif word in _COMPANY:
@@ -578,7 +407,7 @@ def _check_client(t: _Table, values: list[str], line: int, region: str) -> _Clie
     )
 
 
-def _check_car(t: _Table, values: list[str], line: int) -> _CarRow | str:
+def _check_car(t: CsvTable, values: list[str], line: int) -> _CarRow | str:
     errors: list[str] = []
     external_id = t.one(values, "id")
     if not external_id:
@@ -590,9 +419,9 @@ def _check_car(t: _Table, values: list[str], line: int) -> _CarRow | str:
 
     role = CarRole.OWNER
     if raw_role := t.one(values, "role"):
-        if _fold(raw_role) in _DRIVER:
+        if fold(raw_role) in _DRIVER:
             role = CarRole.DRIVER
-        elif _fold(raw_role) not in _OWNER:
+        elif fold(raw_role) not in _OWNER:
             errors.append(f'role "{raw_role}": expected owner or driver (владелец, водитель)')
 
     texts: dict[str, str | None] = {}
@@ -659,100 +488,17 @@ def _compose_name(make: str | None, model: str | None, body: str | None) -> str 
     return name[:300] or None
 
 
-# --- rejects ------------------------------------------------------------------------
+# --- rows ---------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Reject:
-    table: _Table
-    record: _Record
-    error: str
-
-    @property
-    def message(self) -> str:
-        return f"{self.table.name}:{self.record.line}: {self.error}"
-
-
-class _Rows:
+class _Rows(Rejects):
     """The checked rows of both files and the rejected ones."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.clients: list[_ClientRow] = []
         self.cars: list[_CarRow] = []
-        self.car_records: dict[int, _Record] = {}  # line -> the record, for rejecting
-        self.rejects: list[_Reject] = []
-
-    def reject(self, table: _Table, record: _Record, error: str) -> None:
-        self.rejects.append(_Reject(table, record, error))
-
-    def values(self, table: _Table) -> Iterator[tuple[_Record, list[str]]]:
-        """The readable, non-blank records with the header's number of columns."""
-        width = len(table.header)
-        for record in table.records:
-            if record.values is None:
-                self.reject(table, record, record.error or "unreadable")
-                continue
-            values = record.values
-            if not any(v.strip() for v in values):
-                continue  # a blank line
-            if len(values) > width and not any(v.strip() for v in values[width:]):
-                values = values[:width]  # trailing delimiters
-            if len(values) != width:
-                self.reject(
-                    table,
-                    record,
-                    f"expected {width} columns, found {len(values)}"
-                    + (" (a delimiter inside an unquoted value?)" if len(values) > width else ""),
-                )
-                continue
-            yield record, values
-
-
-def _check_rejects_path(path: Path, *inputs: Path | None) -> None:
-    if not path.parent.is_dir():
-        raise ImportFailed([f"{path}: the folder for the rejected rows does not exist"])
-    for source in inputs:
-        if source is not None and path.resolve() == source.resolve():
-            raise ImportFailed([f"{path}: the rejected rows would overwrite an input file"])
-
-
-def _write_rejects(path: Path, rejects: list[_Reject]) -> None:
-    """The rejected rows with their original columns plus ``file``, ``line``, ``error``
-    (and ``raw`` for lines that could not be read at all)."""
-    columns: list[str] = []
-    placement: dict[int, list[int]] = {}  # id(table) -> output column per position
-    for rej in rejects:
-        key = id(rej.table)
-        if key in placement:
-            continue
-        used: set[int] = set()
-        positions = []
-        for header in rej.table.header:
-            pos = next((i for i, c in enumerate(columns) if c == header and i not in used), None)
-            if pos is None:
-                columns.append(header)
-                pos = len(columns) - 1
-            used.add(pos)
-            positions.append(pos)
-        placement[key] = positions
-    width = len(columns)
-    extra = ["file", "line", "error"]
-    with_raw = any(rej.record.values is None for rej in rejects)
-    if with_raw:
-        extra.append("raw")
-    delimiter = rejects[0].table.delimiter
-    with path.open("w", encoding="utf-8-sig", newline="") as out:
-        writer = csv.writer(out, delimiter=delimiter)
-        writer.writerow(columns + extra)
-        for rej in rejects:
-            row = [""] * width
-            if rej.record.values is not None:
-                for pos, value in zip(placement[id(rej.table)], rej.record.values, strict=False):
-                    row[pos] = value
-            tail = [rej.table.name, str(rej.record.line), rej.error]
-            if with_raw:
-                tail.append(rej.record.raw.rstrip("\r\n") if rej.record.values is None else "")
-            writer.writerow(row + tail)
+        self.car_records: dict[int, Record] = {}  # line -> the record, for rejecting
 
 
 # --- the import ---------------------------------------------------------------------
@@ -798,9 +544,9 @@ async def import_files(
     """
     tick = progress or (lambda _label, _count: None)
     if skip_bad and rejects_path is not None:
-        _check_rejects_path(rejects_path, clients_csv, cars_csv)
-    clients_table = _read_table(clients_csv, CLIENT_COLUMNS)
-    cars_table = _read_table(cars_csv, CAR_COLUMNS) if cars_csv is not None else None
+        check_rejects_path(rejects_path, clients_csv, cars_csv)
+    clients_table = read_table(clients_csv, CLIENT_COLUMNS)
+    cars_table = read_table(cars_csv, CAR_COLUMNS) if cars_csv is not None else None
 
     rows = _Rows()
     client_lines: dict[str, int] = {}
@@ -869,7 +615,7 @@ async def import_files(
                 # Written before the commit, so that a rejects file that cannot be written
                 # leaves the database as it was; put in place once the commit succeeded.
                 try:
-                    _write_rejects(temp, rows.rejects)
+                    write_rejects(temp, rows.rejects)
                 except OSError as exc:
                     raise ImportFailed(
                         [f"{rejects_path}: cannot write the rejected rows ({exc.strerror})"]
@@ -887,8 +633,8 @@ async def import_files(
 async def _check_owners(
     session: AsyncSession,
     rows: _Rows,
-    clients_table: _Table,
-    cars_table: _Table | None,
+    clients_table: CsvTable,
+    cars_table: CsvTable | None,
     client_lines: dict[str, int],
 ) -> list[_CarRow]:
     """The cars whose client is in the clients file or already in the database; the
@@ -940,34 +686,6 @@ async def _client_ids(session: AsyncSession, external_ids: Iterable[str]) -> dic
     return found
 
 
-class _PriceTypes:
-    """Price types by code or name (folded); missing ones are created."""
-
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-        self.loaded = False
-
-    async def id_for(self, session: AsyncSession, text: str) -> int:
-        if not self.loaded:
-            for pt in await session.scalars(select(PriceType)):
-                self.ids.setdefault(normalize_name(pt.code), pt.id)
-                self.ids.setdefault(normalize_name(pt.name), pt.id)
-            self.loaded = True
-        key = normalize_name(text)
-        if key not in self.ids:
-            code, name = _KNOWN_PRICE_TYPES.get(_fold(text), (text[:40], text))
-            existing = self.ids.get(normalize_name(code)) or self.ids.get(normalize_name(name))
-            if existing is None:
-                created = PriceType(code=code, name=name)
-                session.add(created)
-                await session.flush()
-                existing = created.id
-                self.ids[normalize_name(code)] = existing
-                self.ids[normalize_name(name)] = existing
-            self.ids[key] = existing
-        return self.ids[key]
-
-
 def _audit_row(action: str, entity: str, entity_id: int, details: dict[str, Any]) -> dict:
     """An audit row as ``audit.record`` makes it, for a bulk insert."""
     return {
@@ -1008,7 +726,7 @@ async def _write_clients(
     """Bulk statements per chunk (the ORM's one INSERT per row with RETURNING is what
     SQLite would get otherwise); search terms are refreshed for every client touched."""
     ids: dict[str, int] = {}
-    price_types = _PriceTypes()
+    price_types = PriceTypes()
     done = 0
     for chunk in _chunks(rows):
         await _fresh_plans(session, True)

@@ -27,16 +27,16 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
-from services.importer import (
+from services.csv_import import (
+    Column,
     ImportFailed,
-    _check_rejects_path,
-    _Column,
-    _fold,
-    _PriceTypes,
-    _read_table,
-    _Reject,
-    _Rows,
-    _write_rejects,
+    PriceTypes,
+    Reject,
+    Rejects,
+    check_rejects_path,
+    fold,
+    read_table,
+    write_rejects,
 )
 from services.normalize import normalize_code, normalize_name
 from storage.db import write_transaction
@@ -51,15 +51,15 @@ MAX_HITS = 10
 MIN_FRAGMENT = 2  # characters of a name or number searched for
 
 PRICE_COLUMNS = (
-    _Column("kind", ("kind", "Вид", "Тип", "Вид номенклатуры"), required=True),
-    _Column("name", ("name", "Наименование", "Номенклатура", "Работа"), required=True),
-    _Column(
+    Column("kind", ("kind", "Вид", "Тип", "Вид номенклатуры"), required=True),
+    Column("name", ("name", "Наименование", "Номенклатура", "Работа"), required=True),
+    Column(
         "catalogue_number",
         ("catalogue_number", "№ кат.", "Каталожный номер", "Артикул", "article"),
     ),
-    _Column("maker", ("maker", "Производитель", "manufacturer", "brand")),
-    _Column("unit", ("unit", "Ед. изм.", "Единица", "Ед.")),
-    _Column("norm_hours", ("norm_hours", "Норма времени", "Нормочасы", "н/ч")),
+    Column("maker", ("maker", "Производитель", "manufacturer", "brand")),
+    Column("unit", ("unit", "Ед. изм.", "Единица", "Ед.")),
+    Column("norm_hours", ("norm_hours", "Норма времени", "Нормочасы", "н/ч")),
 )
 # Price columns: "price" or "Цена" (retail), "price_<type>" or "Цена <type>" (any other
 # price type, by code or name; a new one is created).
@@ -234,7 +234,7 @@ def _price_heads(header: list[str]) -> list[tuple[int, str]]:
     """(position, price type text) of each price column; "" is retail."""
     found = []
     for pos, title in enumerate(header):
-        folded = _fold(title)
+        folded = fold(title)
         for head in _PRICE_HEADS:
             if folded.startswith(head):
                 rest = title.strip()[len(head) :].strip(" _:-()").strip()
@@ -247,7 +247,7 @@ def _check_row(
     values: list[str], get: dict[str, str], price_cols: list[tuple[int, int]]
 ) -> ItemDraft | str:
     problems: list[str] = []
-    kind_text = _fold(get["kind"])
+    kind_text = fold(get["kind"])
     kind = (
         LineKind.GOODS if kind_text in _GOODS else LineKind.WORK if kind_text in _WORKS else None
     )
@@ -307,8 +307,8 @@ async def import_price_list(
 ) -> PriceListReport:
     """Items and prices from a CSV file, in one transaction (ImportFailed: nothing done)."""
     if skip_bad and rejects_path is not None:
-        _check_rejects_path(rejects_path, path)
-    table = _read_table(path, PRICE_COLUMNS)
+        check_rejects_path(rejects_path, path)
+    table = read_table(path, PRICE_COLUMNS)
     heads = _price_heads(table.header)
     if not heads:
         raise ImportFailed([f'{table.name}: no price column ("price", "Цена", "price_wholesale")'])
@@ -316,11 +316,11 @@ async def import_price_list(
     temp = rejects_path.with_name(rejects_path.name + ".tmp") if rejects_path else None
     try:
         async with write_transaction(factory) as session:
-            types = _PriceTypes()
+            types = PriceTypes()
             price_cols = [
                 (pos, await types.id_for(session, text or RETAIL)) for pos, text in heads
             ]
-            rows = _Rows()
+            rows = Rejects()
             drafts: list[tuple[int, ItemDraft]] = []
             seen: dict[tuple, int] = {}
             for record, values in rows.values(table):
@@ -359,7 +359,7 @@ async def import_price_list(
                 },
             )
             if rows.rejects and temp is not None:
-                _write_rejects(temp, _sorted(rows.rejects))
+                write_rejects(temp, _sorted(rows.rejects))
                 report.rejects_path = rejects_path
     except BaseException:
         if temp is not None:
@@ -370,7 +370,7 @@ async def import_price_list(
     return report
 
 
-def _sorted(rejects: list[_Reject]) -> list[_Reject]:
+def _sorted(rejects: list[Reject]) -> list[Reject]:
     return sorted(rejects, key=lambda r: r.record.line)
 
 
