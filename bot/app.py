@@ -49,6 +49,7 @@ from bot.config import Settings, SettingsError, exit_on_settings_error
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.i18n import StaffI18nMiddleware, make_i18n
 from bot.middlewares import ClientMiddleware, DbSessionMiddleware, StaffMiddleware
+from bot.pacing import Pacer, RedisPacer
 from bot.scheduler import scheduled
 from handlers import (
     booking,
@@ -133,6 +134,8 @@ class App:
         try:
             await self.bot.session.close()
             await self.dp.storage.close()
+            if self.delivery is not None:
+                await self.delivery.pacer.close()
             if isinstance(self.sms_gateway, LazyHttpSmsGateway):
                 await self.sms_gateway.close()
         finally:
@@ -180,13 +183,15 @@ def build(settings: Settings, *, routers: Iterable[RouterFactory] = ROUTERS) -> 
         sms_gateway=sms_gateway,
         smtp=smtp,
     )
+    policy = DeliveryPolicy.from_settings(settings)
     delivery = DeliveryWorker(
         bot,
         session_factory,
         i18n,
-        DeliveryPolicy.from_settings(settings),
+        policy,
         payments=settings.payments_provider_token is not None,
         single=settings.database_url.startswith("sqlite"),
+        pacer=make_pacer(settings, policy, bot_id=str(bot.id)),
     )
     return App(
         settings,
@@ -199,6 +204,16 @@ def build(settings: Settings, *, routers: Iterable[RouterFactory] = ROUTERS) -> 
         sms_gateway=sms_gateway,
         smtp=smtp,
         delivery=delivery,
+    )
+
+
+def make_pacer(settings: Settings, policy: DeliveryPolicy, *, bot_id: str) -> Pacer | None:
+    """Telegram's limits shared through Redis by every worker of this bot when Redis is
+    configured; else each worker keeps its own (``bot.pacing``)."""
+    if not settings.redis_url:
+        return None
+    return RedisPacer.from_url(
+        settings.redis_url, bot_id=bot_id, rate=policy.rate, chat_interval=policy.chat_interval
     )
 
 

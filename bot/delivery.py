@@ -8,9 +8,10 @@ recipient's language and sends it:
   transaction. On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED``, so two workers
   never take the same row; on SQLite ``BEGIN IMMEDIATE`` serialises the claim and one worker
   runs.
-* **Limits.** At most ``rate`` messages a second overall (an ``aiolimiter`` leaky bucket of
-  one: evenly spaced, no bursts), and one message per ``chat_interval`` per chat. Several
-  digestible messages waiting for one chat go out as one digest.
+* **Limits.** At most ``rate`` messages a second overall (evenly spaced, no bursts), and
+  one message per ``chat_interval`` per chat (``bot.pacing``: this process's own limits, or
+  with Redis the same limits shared by every worker). Several digestible messages waiting
+  for one chat go out as one digest.
 * **Faults.** 429: the row waits ``retry_after`` and the whole worker pauses as long.
   Network errors, timeouts and 5xx: exponential backoff with jitter up to a cap, then the row
   is dead and the admins are told. 403: the client's chat is marked unreachable, the
@@ -50,11 +51,11 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
-from aiolimiter import AsyncLimiter
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
+from bot.pacing import LocalPacer, Pacer
 from handlers import alerts
 from services import notify
 from services.outbox import Kind, enqueue, quiet_until
@@ -152,13 +153,15 @@ class DeliveryWorker:
         payments: bool = False,
         single: bool = False,
         clock: Callable[[], float] = monotonic_time.monotonic,
+        pacer: Pacer | None = None,
     ) -> None:
         self.bot = bot
         self.session_factory = session_factory
         self.i18n = i18n
         self.policy = policy
         self.clock = clock
-        self._limiter = AsyncLimiter(1, 1 / policy.rate)
+        # The limits: this process's own, or shared with other workers (bot.pacing).
+        self.pacer: Pacer = pacer or LocalPacer(policy.rate)
         self._chat_free_at: dict[int, float] = {}  # monotonic time a chat may get the next
         self._paused_until = 0.0  # monotonic: after a 429
         self._lock = asyncio.Lock()
@@ -431,41 +434,42 @@ class DeliveryWorker:
         chat_id = unit.chat_id
         for _hop in range(2):  # the second time after a migration to a supergroup
             await self._wait_pause()
-            async with self._limiter:
-                self._chat_free_at[chat_id] = self.clock() + self.policy.chat_interval
-                try:
-                    message = await self.bot.send_message(
-                        chat_id,
-                        text,
-                        reply_markup=markup,
-                        request_timeout=self.policy.send_timeout,
-                    )
-                except TelegramMigrateToChat as exc:
-                    await self._migrated(live, exc.migrate_to_chat_id)
-                    chat_id = exc.migrate_to_chat_id
-                    continue
-                except TelegramRetryAfter as exc:
-                    self._paused_until = max(self._paused_until, self.clock() + exc.retry_after)
-                    for row in live:
-                        await self._release(row, _now() + timedelta(seconds=exc.retry_after))
-                    stats.retried += len(live)
-                    return
-                except TelegramForbiddenError as exc:
-                    await self._unreachable(live, unit, _error(exc))
-                    stats.dropped += len(live)
-                    return
-                except TelegramBadRequest as exc:  # a permanent refusal: chat not found...
-                    for row in live:
-                        await self._dead(row, _error(exc))
-                    stats.dead += len(live)
-                    return
-                except (TelegramNetworkError, TelegramAPIError, TimeoutError) as exc:
-                    for row in live:
-                        if await self._retry_or_die(row, _error(exc)):
-                            stats.retried += 1
-                        else:
-                            stats.dead += 1
-                    return
+            await self.pacer.acquire(chat_id)
+            self._chat_free_at[chat_id] = self.clock() + self.policy.chat_interval
+            try:
+                message = await self.bot.send_message(
+                    chat_id,
+                    text,
+                    reply_markup=markup,
+                    request_timeout=self.policy.send_timeout,
+                )
+            except TelegramMigrateToChat as exc:
+                await self._migrated(live, exc.migrate_to_chat_id)
+                chat_id = exc.migrate_to_chat_id
+                continue
+            except TelegramRetryAfter as exc:
+                self._paused_until = max(self._paused_until, self.clock() + exc.retry_after)
+                await self.pacer.pause(exc.retry_after)  # every worker, when shared
+                for row in live:
+                    await self._release(row, _now() + timedelta(seconds=exc.retry_after))
+                stats.retried += len(live)
+                return
+            except TelegramForbiddenError as exc:
+                await self._unreachable(live, unit, _error(exc))
+                stats.dropped += len(live)
+                return
+            except TelegramBadRequest as exc:  # a permanent refusal: chat not found...
+                for row in live:
+                    await self._dead(row, _error(exc))
+                stats.dead += len(live)
+                return
+            except (TelegramNetworkError, TelegramAPIError, TimeoutError) as exc:
+                for row in live:
+                    if await self._retry_or_die(row, _error(exc)):
+                        stats.retried += 1
+                    else:
+                        stats.dead += 1
+                return
             await self._sent(live, chat_id, message.message_id)
             stats.sent += 1
             stats.rows_sent += len(live)

@@ -130,3 +130,23 @@ def dialect(db_url: str) -> str:
 
 
 __all__ = ["text"]
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """An empty Redis database (``TEST_REDIS_URL``), emptied again after the test; the
+    test is skipped, saying why, when no Redis answers."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.flushdb()
+    except Exception as exc:  # any failure means "not reachable here"
+        await client.aclose()
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc!r}")
+    yield REDIS_URL
+    await client.flushdb()
+    await client.aclose()

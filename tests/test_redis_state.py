@@ -3,31 +3,11 @@ survive a restart of the bot."""
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
 from storage.models import Role
 from tests.e2e_support import running_bot
 from tests.factories import make_client
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 USER = 100
-
-
-@pytest.fixture
-async def redis_url():
-    import redis.asyncio as redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await client.flushdb()
-    except Exception as exc:  # any failure means "not reachable here"
-        await client.aclose()
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc!r}")
-    yield REDIS_URL
-    await client.flushdb()
-    await client.aclose()
 
 
 async def test_search_pages_survive_a_restart(sqlite_url, redis_url):
