@@ -129,13 +129,13 @@ async def queue(app: Any, count: int, offset: int) -> None:
             await session.execute(insert(Notification), rows[start : start + 1000])
 
 
-async def run_worker(app: Any, api: Api, count: int) -> dict[str, float]:
+async def run_worker(apps: list[Any], api: Api, count: int) -> dict[str, float]:
+    """The bot's own worker; with several apps, their workers at once on one queue."""
     api.arrivals.clear()
     started = time.monotonic()
-    worker = app.delivery
     while True:
-        await worker.drain(3600)
-        async with app.session_factory() as session:
+        await asyncio.gather(*(app.delivery.drain(3600) for app in apps))
+        async with apps[0].session_factory() as session:
             left = await session.scalar(
                 select(func.count())
                 .select_from(Notification)
@@ -145,7 +145,7 @@ async def run_worker(app: Any, api: Api, count: int) -> dict[str, float]:
             break
         await asyncio.sleep(0.05)
     finished = time.monotonic()
-    return summarize(api.arrivals, started, finished, count, worker.policy.rate)
+    return summarize(api.arrivals, started, finished, count, apps[0].delivery.policy.rate)
 
 
 async def run_naive(app: Any, api: Api, count: int, rate: float) -> dict[str, float]:
@@ -209,30 +209,43 @@ async def main() -> None:
     parser.add_argument("--notifications", type=int, default=10_000)
     parser.add_argument("--naive", type=int, default=1000, help="rows for the naive loop")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="workers on one queue (PostgreSQL), one app each"
+    )
+    parser.add_argument("--redis", help="REDIS_URL: the workers share Telegram's limits there")
     args = parser.parse_args()
+    if args.workers > 1 and args.db != "postgres":
+        parser.error("several workers need --db postgres")
 
     alerts.RENDERERS[KIND] = _render
     api = Api()
     await api.start()
     url = await prepare_database(args.db)
     settings = load_settings(
-        bot_token=TOKEN, telegram_api_url=api.url, database_url=url, quiet_hours=""
+        bot_token=TOKEN,
+        telegram_api_url=api.url,
+        database_url=url,
+        quiet_hours="",
+        redis_url=args.redis,
     )
     app = build(settings)
+    others = [build(settings) for _ in range(args.workers - 1)]
     try:
         await upgrade(app.engine)
         print(
             f"db={args.db} rate={settings.notify_rate}/s concurrency={settings.notify_concurrency}"
+            f" workers={args.workers} shared limits={'redis' if args.redis else 'no'}"
             f" load={[round(x, 2) for x in os.getloadavg()]}"
         )
         if args.naive:
             await queue(app, args.naive, offset=0)
             show("naive", await run_naive(app, api, args.naive, settings.notify_rate))
         await queue(app, args.notifications, offset=args.naive)
-        show("worker", await run_worker(app, api, args.notifications))
+        show("worker", await run_worker([app, *others], api, args.notifications))
         print(f"load after: {[round(x, 2) for x in os.getloadavg()]}")
     finally:
-        await app.close()
+        for one in (app, *others):
+            await one.close()
         await api.close()
 
 
