@@ -161,7 +161,7 @@ def pin_response_models() -> None:
         if isinstance(value, type) and issubclass(value, TelegramMethod):
             if value is not TelegramMethod:
                 returning.setdefault(repr(value.__returning__), value.__returning__)
-    _RESPONSE_MODELS.extend(Response[t] for t in returning.values())
+    _RESPONSE_MODELS.extend(Response[t] for t in returning.values())  # type: ignore[valid-type]
 
 
 def build(settings: Settings, *, routers: Iterable[RouterFactory] = ROUTERS) -> App:
@@ -616,7 +616,8 @@ class TrackingDispatcher(Dispatcher):
         logger.critical("critical update %s could not be committed", update.update_id)
         return False
 
-    async def _listen_updates(self, bot: Bot, *args: Any, **kwargs: Any) -> Any:
+    # aiogram's is a classmethod; polling calls it on the instance, and this one needs it.
+    async def _listen_updates(self, bot: Bot, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         # Long polling confirms a batch when it asks for the next one. A critical update is
         # handled here, before that happens; the rest go on as tasks.
         async for update in super()._listen_updates(bot, *args, **kwargs):

@@ -348,7 +348,8 @@ class DeliveryWorker:
             plan = self._plan(chat_id, targets)
             # The first message now (or when the chat is free), the rest one interval
             # apart: those go back to wait, so a slow chat never holds a batch.
-            first, rest = plan[0], plan[1:]
+            first: _Unit | None = plan[0]
+            rest = plan[1:]
             if free_at > mono:
                 rest = plan
                 first = None

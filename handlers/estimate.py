@@ -12,6 +12,7 @@ button is out of date and learns nothing; the refusal is audited. The rules are 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiogram import Router
 from aiogram.enums import ChatType
@@ -226,7 +227,7 @@ async def on_action(
     state: FSMContext,
 ) -> None:
     cb = callback_data
-    common = {"staff": staff, "estimate_id": cb.estimate_id, "version": cb.version}
+    common: dict[str, Any] = {"staff": staff, "estimate_id": cb.estimate_id, "version": cb.version}
     try:
         if cb.action == "send":
             await estimates.send(session, **common)

@@ -699,15 +699,14 @@ async def documents_screen(cb: DocumentsFilter, ctx: ScreenContext) -> Screen:
         lines.append(_("No documents."))
 
     def same(**changes: Any) -> DocumentsFilter:
-        values = {
-            "client_id": card.id,
-            "doc_type": cb.doc_type,
-            "organization_id": cb.organization_id,
-            "department_id": cb.department_id,
-            "page": 0,
-        }
-        values.update(changes)
-        return DocumentsFilter(**values)
+        base = DocumentsFilter(
+            client_id=card.id,
+            doc_type=cb.doc_type,
+            organization_id=cb.organization_id,
+            department_id=cb.department_id,
+            page=0,
+        )
+        return base.model_copy(update=changes)
 
     builder = InlineKeyboardBuilder()
     for d in rows:
