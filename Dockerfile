@@ -21,6 +21,8 @@ ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     DATABASE_URL=sqlite+aiosqlite:////data/ccbot.sqlite3 \
     CCBOT_LOCALES_DIR=/app/locales
+# The catalogues are compiled now: at run time /app belongs to root and the bot cannot write.
+RUN python -c "from bot.i18n import compile_catalogues; compile_catalogues()"
 USER ccbot
 VOLUME ["/data"]
 ENTRYPOINT ["ccbot"]

@@ -22,7 +22,19 @@ from aiogram.utils.i18n import I18n, I18nMiddleware
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+# The checkout's catalogues; an installed copy (the Docker image) says where its are.
+CHECKOUT_LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+LOCALES_ENV = "CCBOT_LOCALES_DIR"
+
+
+def locales_dir() -> Path:
+    """``CCBOT_LOCALES_DIR`` when set (an installed package has no ``locales/`` beside it),
+    else the checkout's ``locales/``."""
+    configured = os.environ.get(LOCALES_ENV)
+    return Path(configured) if configured else CHECKOUT_LOCALES_DIR
+
+
+LOCALES_DIR = CHECKOUT_LOCALES_DIR  # the source catalogues, for tests and tools
 DOMAIN = "messages"
 LANGUAGES = ("ru", "en")
 
@@ -31,12 +43,13 @@ class CatalogueError(RuntimeError):
     pass
 
 
-def compile_catalogues(path: Path = LOCALES_DIR, domain: str = DOMAIN) -> list[Path]:
+def compile_catalogues(path: Path | None = None, domain: str = DOMAIN) -> list[Path]:
     """Compile every ``<lang>/LC_MESSAGES/<domain>.po`` whose ``.mo`` is missing or older.
 
     Returns the ``.mo`` files written. The write is atomic (a temporary file renamed into
     place), so two processes starting at once cannot read half a catalogue.
     """
+    path = path or locales_dir()
     written: list[Path] = []
     for po_path in sorted(path.glob(f"*/LC_MESSAGES/{domain}.po")):
         mo_path = po_path.with_suffix(".mo")
@@ -60,7 +73,8 @@ def compile_catalogues(path: Path = LOCALES_DIR, domain: str = DOMAIN) -> list[P
     return written
 
 
-def make_i18n(default_locale: str, path: Path = LOCALES_DIR) -> I18n:
+def make_i18n(default_locale: str, path: Path | None = None) -> I18n:
+    path = path or locales_dir()
     compile_catalogues(path)
     i18n = I18n(path=path, default_locale=default_locale, domain=DOMAIN)
     missing = set(LANGUAGES) - set(i18n.available_locales)

@@ -119,6 +119,26 @@ def test_catalogues_are_compiled_when_missing_or_older(tmp_path: Path) -> None:
     assert compile_catalogues(target) == [mo]
 
 
+def test_an_installed_copy_reads_the_catalogues_named_by_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Docker image installs the package without ``locales/`` beside it: it compiles
+    the catalogues when the image is built (``CCBOT_LOCALES_DIR``) and runs as a user who
+    cannot write there."""
+    target = tmp_path / "app-locales"
+    shutil.copytree(LOCALES_DIR, target, ignore=shutil.ignore_patterns("*.mo"))
+    monkeypatch.setenv("CCBOT_LOCALES_DIR", str(target))
+    assert len(compile_catalogues()) == len(LANGUAGES)  # the image's build step
+    for folder in target.glob("*/LC_MESSAGES"):
+        folder.chmod(0o555)
+    try:
+        i18n = make_i18n("ru")  # at run time: nothing to write, nothing written
+        assert i18n.gettext("Main menu", locale="ru") != "Main menu"
+    finally:
+        for folder in target.glob("*/LC_MESSAGES"):
+            folder.chmod(0o755)
+
+
 def test_fuzzy_entries_are_not_compiled(tmp_path: Path) -> None:
     target = tmp_path / "locales"
     shutil.copytree(LOCALES_DIR, target, ignore=shutil.ignore_patterns("*.mo"))
