@@ -105,6 +105,13 @@ def problem_text(refused: EstimateRefused) -> str:
         EstimateProblem.NOT_LINKED: _(
             "The client has no Telegram chat with the shop: send the invite link first."
         ),
+        EstimateProblem.OPTED_OUT: _(
+            "The client turned the bot's messages off (/stop): call them, or ask them to send "
+            "/start to the bot."
+        ),
+        EstimateProblem.UNREACHABLE: _(
+            "The client's chat cannot be reached (the bot is blocked): call the client."
+        ),
         EstimateProblem.EMPTY: _("Nothing to send or add: no lines."),
         EstimateProblem.FULL: _("An estimate has at most {count} lines.").format(
             count=estimates.MAX_LINES

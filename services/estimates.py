@@ -61,6 +61,8 @@ class EstimateProblem(enum.StrEnum):
     NOT_FOUND = "not_found"
     OUT_OF_DATE = "out_of_date"  # an old version, or not waiting for decisions
     NOT_LINKED = "not_linked"  # the client has no Telegram chat
+    OPTED_OUT = "opted_out"  # the client turned the bot's messages off (/stop)
+    UNREACHABLE = "unreachable"  # the client's chat answered 403 (blocked the bot)
     NOT_THE_CLIENT = "not_the_client"  # the press came from another chat
     EMPTY = "empty"
     FULL = "full"
@@ -335,6 +337,11 @@ async def send(session: AsyncSession, *, staff: Staff, estimate_id: int, version
     client = await session.get(Client, estimate.client_id)
     if client is None or client.telegram_chat_id is None:
         raise EstimateRefused(EstimateProblem.NOT_LINKED)
+    # The delivery would drop it, and the estimate would wait for an answer that cannot come.
+    if client.notifications_off:
+        raise EstimateRefused(EstimateProblem.OPTED_OUT)
+    if client.telegram_blocked_at is not None:
+        raise EstimateRefused(EstimateProblem.UNREACHABLE)
     lines = await lines_of(session, estimate.id, estimate.version)
     if not lines:
         raise EstimateRefused(EstimateProblem.EMPTY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -340,6 +341,25 @@ async def test_unlinked_client_gets_no_estimate_and_cashier_cannot_make_one(sess
     with pytest.raises(EstimateRefused) as refused:
         await estimates.send(session, staff=manager, estimate_id=estimate.id, version=1)
     assert refused.value.problem is EstimateProblem.NOT_LINKED
+
+    # Linked, but the messages are off or the chat blocked the bot: refused too, so the
+    # estimate never waits for an answer the client cannot give.
+    client.telegram_chat_id = 5550001
+    client.notifications_off = True
+    await session.flush()
+    with pytest.raises(EstimateRefused) as refused:
+        await estimates.send(session, staff=manager, estimate_id=estimate.id, version=1)
+    assert refused.value.problem is EstimateProblem.OPTED_OUT
+    client.notifications_off = False
+    client.telegram_blocked_at = datetime.now(UTC)
+    await session.flush()
+    with pytest.raises(EstimateRefused) as refused:
+        await estimates.send(session, staff=manager, estimate_id=estimate.id, version=1)
+    assert refused.value.problem is EstimateProblem.UNREACHABLE
+    client.telegram_blocked_at = None
+    await session.flush()
+    sent = await estimates.send(session, staff=manager, estimate_id=estimate.id, version=1)
+    assert sent.state == EstimateState.SENT
 
 
 PRICES_CSV = """\ufeffВид;Наименование;№ кат.;Производитель;Ед.;н/ч;Цена;Цена Оптовая
