@@ -14,13 +14,14 @@ from handlers import IsStaff
 from handlers.callbacks import OpenDocument, WorkOrderState
 from handlers.navigation import refuse, screen_context, show
 from handlers.screens import render, state_name
-from services import documents
+from services import documents, notify
 from services.access import Permission, can
 from services.documents import DocumentProblem, DocumentRefused
 from services.search import SearchService
 from storage.models import DocState, DocType, Staff
 
 MOVES = frozenset({DocState.IN_PROGRESS, DocState.COMPLETED, DocState.CLOSED})
+TOLD = frozenset({DocState.IN_PROGRESS, DocState.COMPLETED})  # services.notify tells these
 
 
 def make_router() -> Router:
@@ -57,10 +58,17 @@ async def move_work_order(
         else:
             await refuse(callback, session, staff, reason="forbidden", detail="work order")
         return
-    await callback.answer(
-        _("Work order {number}: {state}.").format(
-            number=doc.number, state=state_name(DocType.WORK_ORDER, target)
-        )
+    said = _("Work order {number}: {state}.").format(
+        number=doc.number, state=state_name(DocType.WORK_ORDER, target)
     )
+    if target in TOLD and doc.client_id is not None:
+        # The client hears of it in the bot, or whoever pressed knows to call.
+        reach = await notify.client_reach(session, doc.client_id)
+        said += " " + (
+            _("The client is told in the bot.")
+            if reach is notify.Reach.IN_BOT
+            else _("The client is not reachable in the bot: call them.")
+        )
+    await callback.answer(said)
     ctx = screen_context(session, staff, settings, search_service, state)
     await show(callback, await render(OpenDocument(document_id=doc.id), ctx))

@@ -6,6 +6,7 @@ the flush (ids exist). Nothing here sends; ``bot.delivery`` does.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -124,6 +125,34 @@ async def document_changed(
             )
         return queued
     return 0
+
+
+class Reach(enum.StrEnum):
+    """Whether a message to a client reaches them in the bot, and if not, why."""
+
+    IN_BOT = "in_bot"
+    NOT_LINKED = "not_linked"  # no Telegram chat linked
+    OPTED_OUT = "opted_out"  # /stop
+    BLOCKED = "blocked"  # the chat answered 403
+
+
+async def client_reach(session: AsyncSession, client_id: int) -> Reach:
+    """What the delivery will do with a message to this client (``bot.delivery`` drops
+    it unless ``IN_BOT``): staff are told to call instead."""
+    row = (
+        await session.execute(
+            select(
+                Client.telegram_chat_id, Client.notifications_off, Client.telegram_blocked_at
+            ).where(Client.id == client_id)
+        )
+    ).one_or_none()
+    if row is None or row.telegram_chat_id is None:
+        return Reach.NOT_LINKED
+    if row.notifications_off:
+        return Reach.OPTED_OUT
+    if row.telegram_blocked_at is not None:
+        return Reach.BLOCKED
+    return Reach.IN_BOT
 
 
 async def link_requested(session: AsyncSession, request: LinkRequest) -> int:

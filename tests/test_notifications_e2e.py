@@ -86,7 +86,8 @@ async def test_the_master_marks_the_work_done_and_the_client_is_told(bot, shop):
         MASTER, screen.button("Выполнен: автомобиль готов")["callback_data"], screen.message_id
     )
     assert "Заказ-наряд" in bot.api.bot_messages(MASTER)[-1].plain_text
-    assert "выполнен" in out.of("answerCallbackQuery")[0].params.get("text", "")
+    toast = out.of("answerCallbackQuery")[0].params.get("text", "")
+    assert "выполнен" in toast and "Клиент получит сообщение в боте" in toast
     await bot.api.wait_until(lambda: bool(bot.api.sent(CLIENT_CHAT)), timeout=10)
     (told,) = bot.api.sent(CLIENT_CHAT)
     assert "Лада Веста, Н123АР77 — готово, можно забирать" in told.text
@@ -113,6 +114,24 @@ async def test_the_master_marks_the_work_done_and_the_client_is_told(bot, shop):
     )
     await asyncio.sleep(1.5)  # a second notification would be delivered by now
     assert len(bot.api.sent(CLIENT_CHAT)) == 1
+
+
+async def test_the_master_is_told_to_call_a_client_the_bot_cannot_reach(bot, shop):
+    """Nothing can be sent to a client who turned the bot off: whoever marks the car ready
+    is told to call, and nothing goes to the client's chat."""
+    async with bot.app.session_factory() as s:
+        client = await s.get(Client, shop["client"])
+        assert client is not None
+        client.notifications_off = True
+        await s.commit()
+    screen, _ = await open_document(bot, MASTER, shop["order"])
+    out = await bot.press(
+        MASTER, screen.button("Выполнен: автомобиль готов")["callback_data"], screen.message_id
+    )
+    toast = out.of("answerCallbackQuery")[0].params.get("text", "")
+    assert "Клиент недоступен в боте: позвоните ему" in toast
+    assert (await settled(bot)).state is NotificationState.DROPPED
+    assert not bot.api.sent(CLIENT_CHAT)
 
 
 async def test_forged_work_order_presses_are_refused_and_audited(bot, shop):
