@@ -50,6 +50,7 @@ from handlers.callbacks import (
     OpenClient,
 )
 from handlers.fmt import q
+from handlers.reach import client_told
 from handlers.screens import Screen
 from services import arrivals, bookings, cards
 from services.access import Permission, can
@@ -453,9 +454,8 @@ async def on_pick(
             await _refused_slot(callback, session, staff, client, cb, rules, exc)
             return
         await session.commit()
-        note = _("✅ Moved to {when}. The client will be told.").format(
-            when=_slot_text(starts, bay, rules.tz)
-        )
+        note = _("✅ Moved to {when}.").format(when=_slot_text(starts, bay, rules.tz))
+        note += " " + await client_told(session, client.id)
         await callback.answer(_plain(note))
         await _show_booking(callback, session, settings, booking.id, note)
         return
@@ -536,10 +536,9 @@ async def _make(
     )
 
 
-def _booked_note(booking: Booking, tz: ZoneInfo) -> str:
-    return _("✅ Booked: {when}. The client will be told.").format(
-        when=_slot_text(booking.starts_at, booking.bay, tz)
-    )
+async def _booked_note(session: AsyncSession, booking: Booking, tz: ZoneInfo) -> str:
+    note = _("✅ Booked: {when}.").format(when=_slot_text(booking.starts_at, booking.bay, tz))
+    return note + " " + await client_told(session, booking.client_id)
 
 
 async def on_save(
@@ -575,7 +574,7 @@ async def on_save(
         await _refused_slot(callback, session, staff, client, cb, settings.booking_rules(), exc)
         return
     await session.commit()
-    note = _booked_note(booking, settings.tz)
+    note = await _booked_note(session, booking, settings.tz)
     await callback.answer(_plain(note))
     await _show_booking(callback, session, settings, booking.id, note)
 
@@ -613,7 +612,8 @@ async def on_reason(
     await session.commit()
     await dialogs.end(state)
     await dialogs.retire(message.bot, message.chat.id, dialog.get("msg"))
-    screen = await booking_screen(session, settings, booking.id, _booked_note(booking, rules.tz))
+    note = await _booked_note(session, booking, rules.tz)
+    screen = await booking_screen(session, settings, booking.id, note)
     if screen is not None:
         await message.answer(screen.text, reply_markup=screen.markup)
 
@@ -717,9 +717,10 @@ async def on_cancel(
         await _stale(callback, session, staff, "booking")
         return
     if not callback_data.sure:
-        text = _("Cancel the booking of {when}? The client will be told.").format(
+        text = _("Cancel the booking of {when}?").format(
             when=_slot_text(booking.starts_at, booking.bay, settings.tz)
         )
+        text += " " + await client_told(session, booking.client_id, ahead=True)
         await callback.answer()
         await navigation.show(
             callback,
@@ -743,7 +744,7 @@ async def on_cancel(
         await _stale(callback, session, staff, "booking")
         return
     await session.commit()
-    note = _("🗑 The booking is cancelled. The client will be told.")
+    note = _("🗑 The booking is cancelled.") + " " + await client_told(session, client_id)
     await callback.answer(_plain(note))
     client = await _client(session, client_id)
     if client is not None:

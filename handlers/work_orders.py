@@ -13,8 +13,9 @@ from bot.config import Settings
 from handlers import IsStaff
 from handlers.callbacks import OpenDocument, WorkOrderState
 from handlers.navigation import refuse, screen_context, show
+from handlers.reach import client_told
 from handlers.screens import render, state_name
-from services import documents, notify
+from services import documents
 from services.access import Permission, can
 from services.documents import DocumentProblem, DocumentRefused
 from services.search import SearchService
@@ -63,12 +64,7 @@ async def move_work_order(
     )
     if target in TOLD and doc.client_id is not None:
         # The client hears of it in the bot, or whoever pressed knows to call.
-        reach = await notify.client_reach(session, doc.client_id)
-        said += " " + (
-            _("The client is told in the bot.")
-            if reach is notify.Reach.IN_BOT
-            else _("The client is not reachable in the bot: call them.")
-        )
+        said += " " + await client_told(session, doc.client_id)
     await callback.answer(said)
     ctx = screen_context(session, staff, settings, search_service, state)
     await show(callback, await render(OpenDocument(document_id=doc.id), ctx))

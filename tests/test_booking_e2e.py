@@ -17,6 +17,7 @@ from storage.models import (
     AuditLog,
     Booking,
     BookingState,
+    Client,
     DocState,
     DocType,
     Document,
@@ -128,11 +129,19 @@ async def test_booking_with_a_reason_moved_and_cancelled(bot, shop):
     await tap(bot, MANAGER, "10:00 · Пост 2")
     out = await bot.send(MANAGER, "Замена масла")
     assert "✅ Записан" in out.text and "Замена масла" in out.text
+    # Not in the bot: the manager is told to call, not that the client will hear of it.
+    assert "Клиент недоступен в боте: позвоните ему" in out.text
+    async with bot.app.session_factory() as s:
+        client = await s.get(Client, shop["client"])
+        assert client is not None
+        client.telegram_chat_id = 5001
+        await s.commit()
     await tap(bot, MANAGER, "Перенести")
     days = [b for row in screen(bot, MANAGER).buttons for b in row if b["text"] not in "«»"]
     await bot.press(MANAGER, days[2]["callback_data"], screen(bot, MANAGER).message_id)
     await tap(bot, MANAGER, "11:00 · Пост 1")
     assert "✅ Перенесено" in seen(bot, MANAGER)
+    assert "Клиент получит сообщение в боте" in seen(bot, MANAGER)
     await tap(bot, MANAGER, "Отменить запись")
     await tap(bot, MANAGER, "Да, отменить")
     assert "Запись отменена" in seen(bot, MANAGER)
