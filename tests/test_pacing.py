@@ -132,3 +132,20 @@ async def test_two_workers_on_postgresql_send_within_one_budget(shop: Shop, redi
     assert max_in_window([c.wall for c in sent]) <= rate + 1
     to_first = sorted(c.wall for c in sent if int(c.params["chat_id"]) == chats[0])
     assert min(b - a for a, b in itertools.pairwise(to_first)) >= interval * 0.9
+
+
+async def test_the_app_shares_the_limits_only_when_redis_is_set(sqlite_url: str, redis_url: str):
+    from bot.app import build
+    from tests.botapi import FakeBotAPI
+    from tests.e2e_support import TOKEN, make_settings
+
+    async with FakeBotAPI(TOKEN) as api:
+        shared = build(make_settings(sqlite_url, api, redis_url=redis_url))
+        alone = build(make_settings(sqlite_url, api))
+        try:
+            assert shared.delivery is not None and alone.delivery is not None
+            assert isinstance(shared.delivery.pacer, RedisPacer)
+            assert isinstance(alone.delivery.pacer, LocalPacer)
+        finally:
+            await shared.close()
+            await alone.close()
