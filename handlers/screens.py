@@ -56,7 +56,7 @@ from services.events import list_events
 from services.filters import ClientFilter, FilterContext
 from services.oem import oem_link
 from services.search import Box, CarHit, ClientHit, SearchResult, SearchService, list_clients
-from services.selections import car_selections
+from services.selections import SelectionSource, car_selections
 from storage.models import (
     Client,
     Department,
@@ -127,6 +127,20 @@ def doc_type_name(doc_type: DocType) -> str:
         DocType.SALE: _("Sale"),
         DocType.PAYMENT: _("Payment"),
     }[DocType(doc_type)]
+
+
+def selection_source_name(source: str) -> str:
+    """Where a pick came from, in the reader's language (an unknown one as stored)."""
+    names = {
+        SelectionSource.PRICE_LIST: _("price list"),
+        SelectionSource.OEM: _("OEM catalogue"),
+        SelectionSource.REPAIR_PLAN: _("repair plan"),
+        SelectionSource.CART: _("cart"),
+    }
+    try:
+        return names[SelectionSource(source)]
+    except ValueError:
+        return source
 
 
 def state_name(doc_type: DocType, state: DocState) -> str:
@@ -1058,7 +1072,8 @@ async def selections_screen(cb: CarSelections, ctx: ScreenContext) -> Screen:
         maker = f" · {q(r.maker)}" if r.maker else ""
         who = f" · {q(r.staff)}" if r.staff else ""
         lines.append(
-            f"• {fmt.when(r.created_at, tz)} · {q(r.item)}{number}{maker} · {q(r.source)}{who}"
+            f"• {fmt.when(r.created_at, tz)} · {q(r.item)}{number}{maker}"
+            f" · {q(selection_source_name(r.source))}{who}"
         )
     builder = InlineKeyboardBuilder()
     builder.row(*pager(lambda p: CarSelections(car_id=card.id, page=p), page, _pages(total)))

@@ -351,6 +351,7 @@ async def test_selection_history_and_oem_catalogue_on_the_car_card(db_url):
 
         text = seen(bot, MASTER)
         assert "История подборов (1)" in text and "Колодки тормозные [04465-12610]" in text
+        assert "OEM каталог" in text and "oem" not in text  # the source in words, translated
 
 
 def test_every_button_prefix_is_unique():
