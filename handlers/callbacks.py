@@ -138,6 +138,15 @@ class WorkOrderState(CallbackData, prefix="ws"):
     state: str
 
 
+class DocumentState(CallbackData, prefix="dst"):
+    """Close, reopen or cancel a customer order or a repair request from its screen;
+    cancelling asks first (``sure``)."""
+
+    document_id: int
+    state: str
+    sure: bool = False
+
+
 # --- the cart and estimates (handlers/cart.py, handlers/estimate.py) ---------------------
 
 

@@ -111,6 +111,9 @@ def document_problem(refused: DocumentRefused) -> str:
         DocumentProblem.ORDER_CANCELLED: _("The order is cancelled: no documents from it."),
         DocumentProblem.ORDER_NOT_OPEN: _("The order is not open."),
         DocumentProblem.NOTHING_TO_SHIP: _("Every item of the order has been shipped already."),
+        DocumentProblem.HAS_SALES: _(
+            "Goods of this order were shipped: it cannot be cancelled (a return is needed)."
+        ),
     }.get(
         refused.problem,
         _("The document was refused ({reason}).").format(reason=refused.problem.value),

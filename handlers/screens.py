@@ -34,6 +34,7 @@ from handlers.callbacks import (
     ClientTab,
     ContactMenu,
     DocumentsFilter,
+    DocumentState,
     FilterList,
     FilterToggle,
     NewDocument,
@@ -908,6 +909,29 @@ def work_order_buttons(document_id: int, state: DocState) -> list[InlineKeyboard
     ]
 
 
+# Customer orders and repair requests: the office closes, reopens or cancels them.
+OFFICE_MOVES = {
+    DocType.CUSTOMER_ORDER: (DocState.CLOSED, DocState.OPEN, DocState.CANCELLED),
+    DocType.REPAIR_REQUEST: (DocState.CLOSED, DocState.CANCELLED),
+}
+
+
+def office_state_buttons(document_id: int, doc_type: DocType, state: DocState) -> list[Any]:
+    labels = {
+        DocState.CLOSED: _("✔ Close"),
+        DocState.OPEN: _("↩ Reopen"),
+        DocState.CANCELLED: _("✖ Cancel"),
+    }
+    return [
+        InlineKeyboardButton(
+            text=labels[target],
+            callback_data=DocumentState(document_id=document_id, state=target.value).pack(),
+        )
+        for target in OFFICE_MOVES.get(doc_type, ())
+        if documents.can_transition(doc_type, state, target)
+    ]
+
+
 async def document_screen(cb: OpenDocument, ctx: ScreenContext) -> Screen:
     ctx.require(Permission.SEARCH)
     view = await cards.document_lines(ctx.session, cb.document_id)
@@ -971,6 +995,8 @@ async def document_screen(cb: OpenDocument, ctx: ScreenContext) -> Screen:
                 builder.row(*row)
     if d.doc_type is DocType.WORK_ORDER and can(ctx.staff, Permission.WORK_ORDERS):
         builder.row(*work_order_buttons(d.id, DocState(d.state)))
+    if can(ctx.staff, Permission.DOCUMENTS):
+        builder.row(*office_state_buttons(d.id, DocType(d.doc_type), DocState(d.state)))
     builder.row(back_button())
     return Screen(pages[cb.page], builder.as_markup())
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import func, select
 
-from handlers.callbacks import PayConfirm
+from handlers.callbacks import DocumentState, PayConfirm
 from services import payments
 from storage.models import AuditLog, Client, DocState, DocType, Document, Payment, Role
 from tests.e2e_support import BotHarness, running_bot
@@ -296,3 +296,79 @@ async def test_a_new_document_for_a_gone_client_is_refused_and_audited(bot, orde
     async with bot.app.session_factory() as s:
         rows = (await s.scalars(select(AuditLog).where(AuditLog.action == "button.refused"))).all()
     assert [(r.actor_telegram_id, r.details["reason"]) for r in rows] == [(manager, "stale")]
+
+
+async def test_a_manager_closes_reopens_and_cancels_an_order(bot, order):
+    """A customer order is closed, reopened and, after a confirmation, cancelled from its
+    screen; its amount leaves the client's debt; each change is audited."""
+    manager = 400
+    await bot.add_staff(manager, "Анна Менеджер", Role.MANAGER)
+    bot.api.known_chat(manager)
+    mid = await open_order(bot, manager)
+    out = await bot.press(manager, screen(bot, manager).button("✔ Закрыть")["callback_data"], mid)
+    assert out.of("answerCallbackQuery")[0].params["text"] == (
+        "Заказ покупателя ЦОА0000042: закрыт."
+    )
+    await bot.press(manager, screen(bot, manager).button("↩ Открыть снова")["callback_data"], mid)
+    await bot.press(manager, screen(bot, manager).button("✖ Отменить")["callback_data"], mid)
+    assert "Отменить: Заказ покупателя ЦОА0000042?" in seen(bot, manager)
+    async with bot.app.session_factory() as s:
+        doc = await s.get(Document, order["order"])
+        assert doc is not None and doc.state is DocState.OPEN  # asked, not done
+    await bot.press(manager, screen(bot, manager).button("✖ Да, отменить")["callback_data"], mid)
+    assert "Состояние: отменён" in seen(bot, manager)
+    async with bot.app.session_factory() as s:
+        doc = await s.get(Document, order["order"])
+        assert doc is not None and doc.state is DocState.CANCELLED
+        changes = (
+            await s.scalars(
+                select(AuditLog).where(AuditLog.action == "document.state").order_by(AuditLog.id)
+            )
+        ).all()
+    assert [(c.details["before"], c.details["after"]) for c in changes] == [
+        ("open", "closed"),
+        ("closed", "open"),
+        ("open", "cancelled"),
+    ]
+
+
+async def test_an_order_with_shipped_goods_is_not_cancelled(bot, order):
+    manager = 400
+    await bot.add_staff(manager, "Анна Менеджер", Role.MANAGER)
+    bot.api.known_chat(manager)
+    mid = await open_order(bot, manager)
+    await bot.press(
+        manager, screen(bot, manager).button("Реализация готовых товаров")["callback_data"], mid
+    )
+    await bot.press(
+        manager,
+        DocumentState(document_id=order["order"], state="cancelled", sure=True).pack(),
+        mid,
+    )
+    [answer] = bot.api.calls_of("answerCallbackQuery")[-1:]
+    assert answer.params["text"].startswith("По заказу уже отгружены товары")
+    assert answer.params.get("show_alert")
+    async with bot.app.session_factory() as s:
+        doc = await s.get(Document, order["order"])
+        assert doc is not None and doc.state is DocState.OPEN
+
+
+async def test_a_cashier_cannot_cancel_an_order_even_with_a_forged_button(bot, order):
+    mid = await open_order(bot, CASHIER)
+    assert "✖ Отменить" not in str(screen(bot, CASHIER).buttons)
+    for data in (
+        DocumentState(document_id=order["order"], state="cancelled", sure=True).pack(),
+        DocumentState(document_id=order["order"], state="paid").pack(),  # no such move
+    ):
+        out = await bot.press(CASHIER, data, mid)
+        assert out.of("answerCallbackQuery")[0].params["text"] == "Эта кнопка устарела."
+    async with bot.app.session_factory() as s:
+        doc = await s.get(Document, order["order"])
+        assert doc is not None and doc.state is DocState.OPEN
+        reasons = [
+            r.details["reason"]
+            for r in await s.scalars(
+                select(AuditLog).where(AuditLog.action == "button.refused").order_by(AuditLog.id)
+            )
+        ]
+    assert reasons == ["forbidden", "malformed"]
