@@ -10,8 +10,9 @@ the hours, off the grid or further ahead than ``days_ahead`` is refused.
 managers take the same slot at the same moment. Writers are serialised (``BEGIN
 IMMEDIATE`` on SQLite; a transaction-scoped advisory lock on PostgreSQL, held until
 commit) and look before they write, so the second one sees the first one's booking and is
-told :attr:`BookingProblem.TAKEN`. (No exclusion constraint in the database: the demo
-data and imports load history that overlaps, bookings kept by hand on a whiteboard do.)
+told :attr:`BookingProblem.TAKEN`. (No exclusion constraint in the database: history
+brought from elsewhere may overlap, as bookings kept by hand on a whiteboard do. The demo
+data keeps the rule: a full day opens another bay.)
 A cancelled booking frees its time; an arrived one keeps it.
 
 **Told in the same transaction.** Making or moving a booking queues the client's

@@ -603,6 +603,8 @@ class _Shop:
         self.ids = {name: state.max_ids.get(name, 0) for name in Base.metadata.tables}
         self.numbers = {t.value: state.counters.get(t.value, 0) for t in DocType}
         self.state = state
+        self.bays = list(BAYS)  # a full day opens another bay: a big demo shop has many
+        self.bay_times: dict[tuple[str, int], list[tuple[int, int]]] = {}  # (bay, day)
         self.phones: set[str] = {SEED_PHONE}
         self.plates: set[str] = {SEED_PLATE}
         self.vins: set[str] = {SEED_VIN}
@@ -1617,13 +1619,15 @@ class _Shop:
         else:
             state = BookingState.ACTIVE if chance < 0.92 else BookingState.CANCELLED
         author = c.manager_id or self.staff_member(self.managers)
+        first_bay = rng.randrange(len(BAYS))
+        bay = self.free_bay(start, end, first_bay, occupies=state is not BookingState.CANCELLED)
         self.out.add(
             "bookings",
             {
                 "id": self.next_id("bookings"),
                 "client_id": c.id,
                 "car_id": car.id if car else None,
-                "bay": BAYS[rng.randrange(len(BAYS))],
+                "bay": bay,
                 "starts_at": self.dt(start),
                 "ends_at": self.dt(end),
                 "reason": self.works.pick(rng)[0],
@@ -1637,6 +1641,25 @@ class _Shop:
         if day == 0:
             self.summary.bookings_today += 1
         self.touch(c, car, created)
+
+    def free_bay(self, start: int, end: int, first: int, *, occupies: bool) -> str:
+        """A bay with nothing booked from ``start`` to ``end``, trying the bays in turn from
+        ``first``: bookings of one bay never overlap, as the booking service keeps them.
+        When every bay is taken, the shop gets another one (``Пост 6``, ...). A cancelled
+        booking takes nothing."""
+        day = self.day_of(start)  # the shop's day: one day's bookings share a bucket
+        for k in range(len(self.bays)):
+            bay = self.bays[(first + k) % len(self.bays)]
+            taken = self.bay_times.setdefault((bay, day), [])
+            if all(end <= s or start >= e for s, e in taken):
+                break
+        else:
+            bay = f"Пост {sum(b.startswith('Пост ') for b in self.bays) + 1}"
+            self.bays.append(bay)
+            taken = self.bay_times.setdefault((bay, day), [])
+        if occupies:
+            taken.append((start, end))
+        return bay
 
     # --- client #1, as on the seed's screenshots --------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import re
 import shutil
 import uuid
@@ -30,6 +31,7 @@ from storage.filters import filters_condition
 from storage.models import (
     Base,
     Booking,
+    BookingState,
     Car,
     Client,
     ClientCar,
@@ -508,3 +510,23 @@ async def test_references_checked_at_the_end_when_deferred(engine, dialect):
     async with engine.connect() as conn:
         if dialect == "postgresql":
             assert await conn.scalar(text("SHOW session_replication_role")) == "origin"
+
+
+async def test_bookings_of_one_bay_never_overlap(engine):
+    """As the booking service keeps them: a busy day opens another bay instead."""
+    await _demo(engine, clients=3000)
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(Booking.bay, Booking.starts_at, Booking.ends_at)
+                .where(Booking.state != BookingState.CANCELLED)
+                .order_by(Booking.bay, Booking.starts_at)
+            )
+        ).all()
+    assert len(rows) > 50
+    by_bay: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for bay, starts, ends in rows:
+        by_bay[bay].append((starts, ends))
+    for bay, spans in by_bay.items():
+        for (_, ends), (starts, _) in itertools.pairwise(spans):
+            assert ends <= starts, bay
