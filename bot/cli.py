@@ -129,7 +129,12 @@ async def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
         try:
             with _progress(args.clients, "clients") as tick:
                 summary = await generate(
-                    engine, clients=args.clients, seed=args.seed, progress=tick, tz=settings.tz
+                    engine,
+                    clients=args.clients,
+                    seed=args.seed,
+                    progress=tick,
+                    tz=settings.tz,
+                    bays=settings.booking_rules().bays,  # the bays the booking screens offer
                 )
         except DemoError as exc:
             print(f"ccbot demo-data: {exc}", file=sys.stderr)

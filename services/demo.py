@@ -590,6 +590,7 @@ class _Shop:
         now: datetime,
         tz: ZoneInfo,
         state: _State,
+        bays: Sequence[str] = BAYS,
     ) -> None:
         self.rng = rng
         # Moments come from a stream of their own, drawn where a choice depends on ``now``
@@ -603,7 +604,8 @@ class _Shop:
         self.ids = {name: state.max_ids.get(name, 0) for name in Base.metadata.tables}
         self.numbers = {t.value: state.counters.get(t.value, 0) for t in DocType}
         self.state = state
-        self.bays = list(BAYS)  # a full day opens another bay: a big demo shop has many
+        self.bays = list(bays)  # a full day opens another bay: a big demo shop has many
+        self.base_bays = len(self.bays)
         self.bay_times: dict[tuple[str, int], list[tuple[int, int]]] = {}  # (bay, day)
         self.phones: set[str] = {SEED_PHONE}
         self.plates: set[str] = {SEED_PLATE}
@@ -1619,8 +1621,7 @@ class _Shop:
         else:
             state = BookingState.ACTIVE if chance < 0.92 else BookingState.CANCELLED
         author = c.manager_id or self.staff_member(self.managers)
-        first_bay = rng.randrange(len(BAYS))
-        bay = self.free_bay(start, end, first_bay, occupies=state is not BookingState.CANCELLED)
+        bay = self.free_bay(start, end, rng.randrange(self.base_bays))
         self.out.add(
             "bookings",
             {
@@ -1642,11 +1643,12 @@ class _Shop:
             self.summary.bookings_today += 1
         self.touch(c, car, created)
 
-    def free_bay(self, start: int, end: int, first: int, *, occupies: bool) -> str:
+    def free_bay(self, start: int, end: int, first: int) -> str:
         """A bay with nothing booked from ``start`` to ``end``, trying the bays in turn from
         ``first``: bookings of one bay never overlap, as the booking service keeps them.
-        When every bay is taken, the shop gets another one (``Пост 6``, ...). A cancelled
-        booking takes nothing."""
+        When every bay is taken, the shop gets another one (``Пост 6``, ...). Cancelled
+        bookings keep their time too, so that the bays depend on the times alone (another
+        ``now`` moves the times and changes nothing else)."""
         day = self.day_of(start)  # the shop's day: one day's bookings share a bucket
         for k in range(len(self.bays)):
             bay = self.bays[(first + k) % len(self.bays)]
@@ -1657,8 +1659,7 @@ class _Shop:
             bay = f"Пост {sum(b.startswith('Пост ') for b in self.bays) + 1}"
             self.bays.append(bay)
             taken = self.bay_times.setdefault((bay, day), [])
-        if occupies:
-            taken.append((start, end))
+        taken.append((start, end))
         return bay
 
     # --- client #1, as on the seed's screenshots --------------------------------------------
@@ -1763,6 +1764,7 @@ async def generate(
     progress: Callable[[int], None] | None = None,
     tz: ZoneInfo,
     now: datetime | None = None,
+    bays: Sequence[str] = BAYS,
 ) -> DemoSummary:
     """Fills a database that has no clients yet with ``clients`` clients of a demo shop.
 
@@ -1780,7 +1782,7 @@ async def generate(
             f"the database already has {state.clients} clients; "
             "demo data goes into a database without clients"
         )
-    shop = _Shop(DemoRandom(seed), clients, now, tz, state)
+    shop = _Shop(DemoRandom(seed), clients, now, tz, state, bays)
     shop.reference()
     async with BulkLoader(engine, defer_search_index=True, defer_reference_checks=True) as loader:
         # On PostgreSQL the next chunk is made in a thread while the server stores the last

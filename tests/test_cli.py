@@ -116,3 +116,19 @@ def test_demo_data_twice_says_why_without_a_traceback(db_env, capsys):
     last = err.strip().splitlines()[-1]
     assert code == 1 and last.startswith("ccbot demo-data: the database already has 20 clients")
     assert "Traceback" not in err
+
+
+def test_demo_bookings_use_the_bays_of_the_settings(db_env, capsys, monkeypatch, tmp_path):
+    """The demo books the bays the booking screens offer (BOOKING_BAYS), more only when a
+    day is full."""
+    import sqlite3
+
+    monkeypatch.setenv("BOOKING_BAYS", "Пост 1,Пост 2,Шиномонтаж")
+    assert run(capsys, "demo-data", "--clients", "2000")[0] == 0
+    with sqlite3.connect(tmp_path / "cli.sqlite3") as conn:
+        bays = {bay for (bay,) in conn.execute("SELECT DISTINCT bay FROM bookings")}
+    assert {"Пост 1", "Пост 2", "Шиномонтаж"} <= bays
+    assert all(
+        bay in {"Пост 1", "Пост 2", "Шиномонтаж"} or bay.startswith("Пост ") for bay in bays
+    )
+    assert "Развал-схождение" not in bays
