@@ -16,8 +16,6 @@ a forged or stale one is refused and audited (``handlers.navigation.refuse``).
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -27,7 +25,7 @@ from aiogram.filters import StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from babel.dates import format_date
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,7 +49,7 @@ from handlers.callbacks import (
 )
 from handlers.fmt import q
 from handlers.reach import client_told
-from handlers.screens import Screen
+from handlers.screens import Screen, keyboard
 from services import arrivals, bookings, cards
 from services.access import Permission, can
 from services.arrivals import ArrivalProblem, ArrivalRefused
@@ -101,21 +99,6 @@ def make_router() -> Router:
 
 
 # --- shared -------------------------------------------------------------------------------
-
-
-def _markup(*rows: Iterable[tuple[str, CallbackData]]) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [InlineKeyboardButton(text=text, callback_data=cb.pack()) for text, cb in row]
-            for row in rows
-            if row
-        ]
-    )
-
-
-def _plain(text: str) -> str:
-    """A text for a toast or an alert (no HTML there)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 async def _allowed(
@@ -215,7 +198,7 @@ async def bookings_screen(
     if not card or not card.cars:
         buttons.append([(_("➕ New booking"), BookingDays(client_id=client.id))])
     buttons.append([(_("« Back"), OpenClient(client_id=client.id))])
-    return Screen("\n".join(lines), _markup(*buttons))
+    return Screen("\n".join(lines), keyboard(*buttons))
 
 
 async def on_list(
@@ -311,7 +294,7 @@ def days_screen(
     text = f"{head}\n{title}"
     if not days:
         text += "\n" + _("No working days to book ahead.")
-    return Screen(text, _markup(*rows))
+    return Screen(text, keyboard(*rows))
 
 
 async def on_days(
@@ -383,7 +366,7 @@ async def slots_screen(
             )
         ]
     )
-    return Screen("\n".join(lines), _markup(*rows))
+    return Screen("\n".join(lines), keyboard(*rows))
 
 
 async def on_slots(
@@ -456,7 +439,7 @@ async def on_pick(
         await session.commit()
         note = _("✅ Moved to {when}.").format(when=_slot_text(starts, bay, rules.tz))
         note += " " + await client_told(session, client.id)
-        await callback.answer(_plain(note))
+        await callback.answer(fmt.plain(note))
         await _show_booking(callback, session, settings, booking.id, note)
         return
     dialog = await dialogs.begin(
@@ -487,7 +470,7 @@ def _reason_prompt(client: Client, dialog: dict[str, object], rules: BookingRule
     )
     return Screen(
         text,
-        _markup(
+        keyboard(
             [(_("Book without a reason"), BookingSave(client_id=client.id))],
             [(_("Cancel"), BookingList(client_id=client.id))],
         ),
@@ -507,7 +490,7 @@ async def _refused_slot(
         await _stale(callback, session, staff, "booking")
         return
     problem = booking_problem(exc.problem)
-    await callback.answer(_plain(problem), show_alert=True)
+    await callback.answer(fmt.plain(problem), show_alert=True)
     again = BookingSlots(
         client_id=client.id, day=cb.day, car_id=cb.car_id, booking_id=cb.booking_id
     )
@@ -575,7 +558,7 @@ async def on_save(
         return
     await session.commit()
     note = await _booked_note(session, booking, settings.tz)
-    await callback.answer(_plain(note))
+    await callback.answer(fmt.plain(note))
     await _show_booking(callback, session, settings, booking.id, note)
 
 
@@ -674,7 +657,7 @@ async def booking_screen(
                 ]
             )
     rows.append([(_("« Bookings"), BookingList(client_id=client.id))])
-    return Screen("\n".join(lines), _markup(*rows))
+    return Screen("\n".join(lines), keyboard(*rows))
 
 
 async def _show_booking(
@@ -726,7 +709,7 @@ async def on_cancel(
             callback,
             Screen(
                 text,
-                _markup(
+                keyboard(
                     [
                         (_("Yes, cancel it"), BookingCancel(booking_id=booking.id, sure=True)),
                         (_("No"), BookingOpen(booking_id=booking.id)),
@@ -745,7 +728,7 @@ async def on_cancel(
         return
     await session.commit()
     note = _("🗑 The booking is cancelled.") + " " + await client_told(session, client_id)
-    await callback.answer(_plain(note))
+    await callback.answer(fmt.plain(note))
     client = await _client(session, client_id)
     if client is not None:
         await navigation.show(callback, await bookings_screen(session, client, settings, note))
@@ -803,7 +786,7 @@ def _arrival_screen(
         lines.append(_("Complaint: {text}").format(text=q(dialog["complaint"])))
     lines += ["", prompt]
     cancel = (_("Cancel"), ArrivalStep(car_id=car_id, action="cancel"))
-    return Screen("\n".join(lines), _markup(*rows, [cancel]))
+    return Screen("\n".join(lines), keyboard(*rows, [cancel]))
 
 
 async def on_arrival(
@@ -841,7 +824,7 @@ async def on_arrival(
     elif client_id is None:
         problem = ArrivalRefused(ArrivalProblem.NO_CLIENT)
     if problem is not None:
-        await callback.answer(_plain(arrival_problem(problem)), show_alert=True)
+        await callback.answer(fmt.plain(arrival_problem(problem)), show_alert=True)
         return
     dialog = await dialogs.begin(
         state,
@@ -947,7 +930,7 @@ async def on_arrival_step(
         await navigation.show(
             callback,
             Screen(
-                _("Cancelled."), _markup([(_("« Back"), OpenCar(car_id=callback_data.car_id))])
+                _("Cancelled."), keyboard([(_("« Back"), OpenCar(car_id=callback_data.car_id))])
             ),
         )
         return
@@ -1011,7 +994,7 @@ async def on_master(
         if exc.problem is ArrivalProblem.NOT_A_MASTER:
             await navigation.refuse(callback, session, staff, reason="stale", detail="master")
             return
-        await callback.answer(_plain(arrival_problem(exc)), show_alert=True)
+        await callback.answer(fmt.plain(arrival_problem(exc)), show_alert=True)
         if exc.problem is ArrivalProblem.MILEAGE_LOWER:  # recorded meanwhile: ask again
             dialog["last"], dialog["mileage"] = int(exc.detail), None
             await dialogs.save(state, dialog, ArrivalDialog.mileage)
@@ -1025,10 +1008,10 @@ async def on_master(
     note = _(
         "✅ The car is checked in: work order {number} is in progress, master {name}."
     ).format(number=q(doc.number), name=q(master.name if master else "—"))
-    await callback.answer(_plain(note))
+    await callback.answer(fmt.plain(note))
     await navigation.show(
         callback,
-        Screen(note, _markup([(_("🚗 To the car"), OpenCar(car_id=callback_data.car_id))])),
+        Screen(note, keyboard([(_("🚗 To the car"), OpenCar(car_id=callback_data.car_id))])),
     )
 
 
@@ -1111,7 +1094,7 @@ async def render_new_booking(
         when=_slot_text(booking.starts_at, booking.bay, tz),
         who=q(who),
     )
-    markup = _markup([(_("Open the booking"), BookingOpen(booking_id=booking.id))])
+    markup = keyboard([(_("Open the booking"), BookingOpen(booking_id=booking.id))])
     return Rendered(line, markup=markup, digest_line=line)
 
 

@@ -22,7 +22,6 @@ a forged or stale one is refused and audited (``handlers.navigation.refuse``).
 from __future__ import annotations
 
 import contextlib
-import html
 import re
 import time
 from collections.abc import Iterable
@@ -38,7 +37,7 @@ from aiogram.filters import StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
@@ -47,6 +46,7 @@ from bot.config import Settings
 from handlers import IsStaff, Magic, fmt, navigation, screens
 from handlers.callbacks import ClientTab, ContactMenu, OpenClient
 from handlers.fmt import q
+from handlers.screens import keyboard
 from services import contacts, messaging
 from services.access import Permission, can
 from services.contacts import ContactProblem, InvalidContact
@@ -163,16 +163,6 @@ async def _not_a_command(message: Message) -> bool:
 async def _typed_or_shared_contact(message: Message) -> bool:
     typed = message.text is not None and not message.text.startswith("/")
     return typed or message.contact is not None
-
-
-def _markup(*rows: Iterable[tuple[str, CallbackData]]) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [InlineKeyboardButton(text=text, callback_data=cb.pack()) for text, cb in row]
-            for row in rows
-            if row
-        ]
-    )
 
 
 def _to_card(client_id: int) -> tuple[str, CallbackData]:
@@ -424,7 +414,7 @@ def contacts_screen(client: Client, note: str = "") -> screens.Screen:
         lines += ["", _("✏️ change · 🗑 delete · ⭐ make it the main phone")]
     buttons.append([(_("➕ Add"), ContactEdit(client_id=client.id, action="add"))])
     buttons.append([_to_card(client.id)])
-    return screens.Screen(fmt.paginate(lines[0], lines[1:])[0], _markup(*buttons))
+    return screens.Screen(fmt.paginate(lines[0], lines[1:])[0], keyboard(*buttons))
 
 
 def _kind_picker(client: Client) -> screens.Screen:
@@ -438,7 +428,7 @@ def _kind_picker(client: Client) -> screens.Screen:
     ]
     back = (_("Cancel"), ContactEdit(client_id=client.id, action="list"))
     text = "\n".join([f"<b>{q(client.name)}</b>", _("Which kind of contact to add?")])
-    return screens.Screen(text, _markup(buttons[:2], buttons[2:], [back]))
+    return screens.Screen(text, keyboard(buttons[:2], buttons[2:], [back]))
 
 
 def _value_prompt(
@@ -452,7 +442,7 @@ def _value_prompt(
         )
         if kind in contacts.PHONE_KINDS:
             text += "\n" + _("For example: +7 945 123-10-10 or 8 945 123 10 10.")
-        return screens.Screen(f"{head}\n{text}", _markup([cancel]))
+        return screens.Screen(f"{head}\n{text}", keyboard([cancel]))
     text = _("{kind}: {value}\nSend the new value, or change the kind with the buttons.").format(
         kind=screens.contact_kind_name(contact.kind), value=q(_shown_value(contact))
     )
@@ -464,7 +454,7 @@ def _value_prompt(
         for other in ContactKind
         if other != ContactKind(contact.kind)
     ]
-    return screens.Screen(f"{head}\n{text}", _markup(kinds[:2], kinds[2:], [cancel]))
+    return screens.Screen(f"{head}\n{text}", keyboard(kinds[:2], kinds[2:], [cancel]))
 
 
 def _contact_refusal(exc: InvalidContact) -> str:
@@ -522,7 +512,7 @@ async def on_contact_edit(
             if exc.problem in _GONE:
                 await _stale(callback, session, staff, exc.problem.value)
             else:
-                await callback.answer(_plain(_contact_refusal(exc)), show_alert=True)
+                await callback.answer(fmt.plain(_contact_refusal(exc)), show_alert=True)
             return
         await session.commit()
         await _end(state)
@@ -568,7 +558,7 @@ async def on_contact_edit(
         )
         screen = screens.Screen(
             f"<b>{q(client.name)}</b>\n{text}",
-            _markup(
+            keyboard(
                 [
                     (
                         _("Yes, delete"),
@@ -642,7 +632,7 @@ async def on_contact_value(
         text = _("{reason}\nSend another value, or tap «{cancel}».").format(
             reason=_contact_refusal(exc), cancel=_("Cancel")
         )
-        await _reprompt(message, state, dialog, screens.Screen(text, _markup([cancel])))
+        await _reprompt(message, state, dialog, screens.Screen(text, keyboard([cancel])))
         return
     await session.commit()
     await _end(state)
@@ -678,9 +668,9 @@ def call_screen(client: Client) -> screens.Screen:
         lines.append(f"{kind}: {fmt.phone(value)}{main}")
     if not phones:
         lines.append(_("The client has no phone number."))
-        return screens.Screen("\n".join(lines), _markup([_to_card(cid)]))
+        return screens.Screen("\n".join(lines), keyboard([_to_card(cid)]))
     lines += ["", _("Tap the number to call, then tell how it went:")]
-    markup = _markup(
+    markup = keyboard(
         [
             (_("✅ Reached"), CallResult(client_id=cid, outcome="reached")),
             (_("📵 No answer"), CallResult(client_id=cid, outcome="no_answer")),
@@ -746,7 +736,7 @@ async def on_call_result(
         note = _("⏰ Call logged: call back {when}. It stays new on the Events tab.").format(
             when=fmt.when(call_back_at, settings.tz)
         )
-    await callback.answer(fmt.cut(_plain(note), 200))
+    await callback.answer(fmt.cut(fmt.plain(note), 200))
     await _show_card(
         callback, callback_data.client_id, note, session, staff, settings, search_service, state
     )
@@ -777,7 +767,7 @@ def _prompt_screen(
             button=_("Default subject")
         )
         nosubject = (_("Default subject"), Outgoing(client_id=client_id, action="nosubject"))
-        return screens.Screen(f"{head}\n{text}", _markup([nosubject], [cancel]))
+        return screens.Screen(f"{head}\n{text}", keyboard([nosubject], [cancel]))
     lines = [head]
     if channel == "email":
         lines.append(_("Subject: {subject}").format(subject=q(dialog["subject"])))
@@ -786,7 +776,7 @@ def _prompt_screen(
         lines.append(_("Send the text of the SMS."))
     else:
         lines.append(_("Send the text of the message."))
-    return screens.Screen("\n".join(lines), _markup([cancel]))
+    return screens.Screen("\n".join(lines), keyboard([cancel]))
 
 
 def _preview_screen(
@@ -800,7 +790,7 @@ def _preview_screen(
     if channel == "sms":
         lines.append(_("{count} characters.").format(count=len(text)))
     lines.append(_("Send it? To change the text, send another one."))
-    markup = _markup(
+    markup = keyboard(
         [
             (_("Send"), Outgoing(client_id=client_id, action="send")),
             (_("Cancel"), Outgoing(client_id=client_id, action="cancel")),
@@ -909,13 +899,13 @@ async def on_outgoing(
         await _undo(session, staff)
         screen = screens.Screen(
             _channel_title(channel, dialog["name"]) + "\n" + _messaging_problem(exc),
-            _markup([_to_card(cid)]),
+            keyboard([_to_card(cid)]),
         )
         await navigation.show(callback, screen)
         return
     screen = screens.Screen(
         _channel_title(channel, dialog["name"]) + "\n" + _delivery_text(channel, outcome),
-        _markup(
+        keyboard(
             [
                 _to_card(cid),
                 (_("Events"), OpenClient(client_id=cid, tab=ClientTab.EVENTS)),
@@ -1001,7 +991,7 @@ async def _messaging_refused(
     elif exc.problem is MessagingProblem.FORBIDDEN:
         await navigation.refuse(callback, session, staff, reason="forbidden", detail="events")
     else:
-        await callback.answer(_plain(_messaging_problem(exc)), show_alert=True)
+        await callback.answer(fmt.plain(_messaging_problem(exc)), show_alert=True)
 
 
 # --- register a contact ------------------------------------------------------------------
@@ -1070,7 +1060,7 @@ def log_form_screen(client_id: int, name: str, form: dict[str, Any]) -> screens.
         ("☑ " if form["follow_up"] else "☐ ") + _("Needs follow-up"),
         LogForm(client_id=client_id, field="follow"),
     )
-    markup = _markup(
+    markup = keyboard(
         kinds[:3],
         kinds[3:],
         directions,
@@ -1159,7 +1149,7 @@ async def _save_log(
     note = _("✅ Contact registered.")
     if dialog.get("follow_up"):
         note += " " + _("It stays new on the Events tab.")
-    await callback.answer(_plain(note))
+    await callback.answer(fmt.plain(note))
     await _show_card(
         callback, dialog["client_id"], note, session, staff, settings, search_service, state
     )
@@ -1219,11 +1209,6 @@ async def _show_card(
         if note:
             screen = screens.Screen(f"{note}\n\n{screen.text}", screen.markup)
     await navigation.show(callback, screen)
-
-
-def _plain(text: str) -> str:
-    """A text for a toast or an alert (no HTML there)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 # --- dialog state ---------------------------------------------------------------------

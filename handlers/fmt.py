@@ -6,8 +6,10 @@ is put in a message: a client named ``<b>Tom & "Jerry"</b>`` shows literally.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
+from html import unescape
 from zoneinfo import ZoneInfo
 
 from aiogram import html
@@ -88,3 +90,8 @@ def paginate(header: str, blocks: list[str], limit: int = PAGE_CHARS) -> list[st
         size += len(block) + 1
     pages.append("\n".join([header, *current]))
     return pages
+
+
+def plain(text: str) -> str:
+    """A text for a toast or an alert (no HTML there): tags dropped, entities undone."""
+    return unescape(re.sub(r"<[^>]+>", "", text))

@@ -9,7 +9,7 @@ reaches Telegram as an error: ``handlers.navigation`` answers and audits them.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,17 @@ class Forbidden(Exception):
 class Screen:
     text: str
     markup: InlineKeyboardMarkup | None = None
+
+
+def keyboard(*rows: Iterable[tuple[str, CallbackData]]) -> InlineKeyboardMarkup:
+    """Rows of (label, callback data) buttons; an empty row is left out."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=text, callback_data=cb.pack()) for text, cb in row]
+            for row in rows
+            if row
+        ]
+    )
 
 
 @dataclass(slots=True)

@@ -6,9 +6,6 @@ phone) finds sets. Rules in ``services.tires``; the season reminder's renderer a
 
 from __future__ import annotations
 
-import html
-import re
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +14,7 @@ from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +25,7 @@ from handlers.alerts import AlertContext, Rendered, renders
 from handlers.callbacks import OpenClient, TireForm, TireIssue, TireList, TireOpen
 from handlers.fmt import q
 from handlers.payments import parse_amount
-from handlers.screens import Screen
+from handlers.screens import Screen, keyboard
 from services import cards, tires
 from services.access import Permission, can
 from services.outbox import Kind
@@ -59,20 +56,6 @@ def make_router() -> Router:
         on_typed, StateFilter(TireDialog.typing), F.text, dialogs.not_a_command
     )
     return router
-
-
-def _markup(*rows: Iterable[tuple[str, CallbackData]]) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [InlineKeyboardButton(text=text, callback_data=cb.pack()) for text, cb in row]
-            for row in rows
-            if row
-        ]
-    )
-
-
-def _plain(text: str) -> str:
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 async def _allowed(callback: CallbackQuery, session: AsyncSession, staff: Staff) -> bool:
@@ -136,7 +119,7 @@ async def list_screen(
         lines.append(_("No sets stored yet."))
     buttons.append([(_("➕ Store a set"), TireForm(client_id=client.id, field="new"))])
     buttons.append([(_("« Back"), OpenClient(client_id=client.id))])
-    return Screen("\n".join(lines), _markup(*buttons))
+    return Screen("\n".join(lines), keyboard(*buttons))
 
 
 async def on_list(
@@ -253,7 +236,7 @@ def form_screen(form: dict[str, Any], cars: list[tuple[int, str]], note: str = "
     ]
     return Screen(
         "\n".join(lines),
-        _markup(
+        keyboard(
             seasons,
             counts,
             wheels,
@@ -423,7 +406,7 @@ async def _save(
             await dialogs.end(state)
             await navigation.refuse(callback, session, staff, reason="stale", detail=exc.problem)
             return
-        await callback.answer(_plain(tire_problem(exc)), show_alert=True)
+        await callback.answer(fmt.plain(tire_problem(exc)), show_alert=True)
         return
     set_id = row.id
     await session.commit()
@@ -431,7 +414,7 @@ async def _save(
     note = _("✅ The set is stored at {rack}/{shelf}.").format(
         rack=q(row.rack), shelf=q(row.shelf)
     )
-    await callback.answer(_plain(note))
+    await callback.answer(fmt.plain(note))
     screen = await set_screen(session, settings, set_id, note)
     await navigation.show(callback, screen or Screen(note))
 
@@ -462,7 +445,7 @@ async def set_screen(
     if TireSetState(row.state) is TireSetState.STORED:
         rows.append([(_("📤 Issue to the client"), TireIssue(set_id=row.id))])
     rows.append([(_("« Tire hotel"), TireList(client_id=row.client_id))])
-    return Screen("\n".join(lines), _markup(*rows))
+    return Screen("\n".join(lines), keyboard(*rows))
 
 
 async def on_open(
@@ -504,7 +487,7 @@ async def on_issue(
             callback,
             Screen(
                 text,
-                _markup(
+                keyboard(
                     [
                         (_("Yes, issue it"), TireIssue(set_id=row.id, sure=True)),
                         (_("No"), TireOpen(set_id=row.id)),
@@ -524,7 +507,7 @@ async def on_issue(
     set_id = row.id
     await session.commit()
     note = _("📤 The set is issued.")
-    await callback.answer(_plain(note))
+    await callback.answer(fmt.plain(note))
     screen = await set_screen(session, settings, set_id, note)
     await navigation.show(callback, screen or Screen(note))
 
@@ -557,7 +540,7 @@ async def on_find(
         buttons.append(
             [(fmt.cut(f"🛞 {row.size} · {row.rack}/{row.shelf}", 60), TireOpen(set_id=row.id))]
         )
-    await message.answer("\n".join(lines), reply_markup=_markup(*buttons))
+    await message.answer("\n".join(lines), reply_markup=keyboard(*buttons))
 
 
 # --- the season reminder -------------------------------------------------------------------------

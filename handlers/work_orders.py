@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiogram import Router
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import CallbackQuery
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +18,14 @@ from handlers.fmt import q
 from handlers.navigation import refuse, screen_context, show
 from handlers.payments import document_problem
 from handlers.reach import client_told
-from handlers.screens import OFFICE_MOVES, Screen, doc_type_name, render, state_name
+from handlers.screens import (
+    OFFICE_MOVES,
+    Screen,
+    doc_type_name,
+    keyboard,
+    render,
+    state_name,
+)
 from services import documents
 from services.access import Permission, can
 from services.documents import DocumentProblem, DocumentRefused
@@ -105,30 +112,9 @@ async def move_document(
             document=doc_type_name(kind), number=q(doc.number)
         )
         text += "\n" + _("Its amount leaves the client's debt; what was paid stays as credit.")
-        await show(
-            callback,
-            Screen(
-                text,
-                InlineKeyboardMarkup(
-                    inline_keyboard=[
-                        [
-                            InlineKeyboardButton(
-                                text=_("✖ Yes, cancel"),
-                                callback_data=DocumentState(
-                                    document_id=doc.id, state=target.value, sure=True
-                                ).pack(),
-                            )
-                        ],
-                        [
-                            InlineKeyboardButton(
-                                text=_("« Back"),
-                                callback_data=OpenDocument(document_id=doc.id).pack(),
-                            )
-                        ],
-                    ]
-                ),
-            ),
-        )
+        sure = DocumentState(document_id=doc.id, state=target.value, sure=True)
+        rows = [(_("✖ Yes, cancel"), sure)], [(_("« Back"), OpenDocument(document_id=doc.id))]
+        await show(callback, Screen(text, keyboard(*rows)))
         return
     try:
         doc = await documents.change_state(session, doc.id, target, actor=staff)
