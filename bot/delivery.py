@@ -65,6 +65,12 @@ from storage.models import Client, Notification, NotificationState, Role, Staff
 log = logging.getLogger(__name__)
 
 MAX_ERROR = 500
+# Why a client's message is not sent (kept on the row), by services.notify.reach_of.
+SKIPPED = {
+    notify.Reach.NOT_LINKED: "no linked chat",
+    notify.Reach.OPTED_OUT: "opted out",
+    notify.Reach.BLOCKED: "chat unreachable",
+}
 
 
 @dataclass(frozen=True)
@@ -300,14 +306,11 @@ class DeliveryWorker:
             if row.client_id is not None:
                 client = clients.get(row.client_id)
                 target.is_client = True
+                reach = notify.reach_of(client)
                 if client is None:
                     target.skip = "client gone"
-                elif client.telegram_chat_id is None:
-                    target.skip = "no linked chat"
-                elif client.notifications_off:
-                    target.skip = "opted out"
-                elif client.telegram_blocked_at is not None:
-                    target.skip = "chat unreachable"
+                elif reach is not notify.Reach.IN_BOT:
+                    target.skip = SKIPPED[reach]
                 else:
                     target.chat_id = client.telegram_chat_id
                     target.locale = client.locale or self.policy.default_locale

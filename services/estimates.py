@@ -34,7 +34,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services import audit, cart, documents, outbox
+from services import audit, cart, documents, notify, outbox
 from services.access import Permission, can
 from services.documents import LineDraft, start_write
 from services.numbering import next_number
@@ -69,6 +69,13 @@ class EstimateProblem(enum.StrEnum):
     NOT_DECIDED = "not_decided"
     NOTHING_APPROVED = "nothing_approved"
     ALREADY_DONE = "already_done"  # the work order was made
+
+
+UNREACHED = {
+    notify.Reach.NOT_LINKED: EstimateProblem.NOT_LINKED,
+    notify.Reach.OPTED_OUT: EstimateProblem.OPTED_OUT,
+    notify.Reach.BLOCKED: EstimateProblem.UNREACHABLE,
+}
 
 
 class EstimateRefused(ValueError):
@@ -334,14 +341,11 @@ async def send(session: AsyncSession, *, staff: Staff, estimate_id: int, version
     estimate = await _lock(session, estimate_id)
     if version != estimate.version or EstimateState(estimate.state) is not EstimateState.DRAFT:
         raise EstimateRefused(EstimateProblem.OUT_OF_DATE, f"{version}/{estimate.state}")
-    client = await session.get(Client, estimate.client_id)
-    if client is None or client.telegram_chat_id is None:
-        raise EstimateRefused(EstimateProblem.NOT_LINKED)
     # The delivery would drop it, and the estimate would wait for an answer that cannot come.
-    if client.notifications_off:
-        raise EstimateRefused(EstimateProblem.OPTED_OUT)
-    if client.telegram_blocked_at is not None:
-        raise EstimateRefused(EstimateProblem.UNREACHABLE)
+    client = await session.get(Client, estimate.client_id)
+    reach = notify.reach_of(client)
+    if client is None or reach is not notify.Reach.IN_BOT:
+        raise EstimateRefused(UNREACHED[reach])
     lines = await lines_of(session, estimate.id, estimate.version)
     if not lines:
         raise EstimateRefused(EstimateProblem.EMPTY)

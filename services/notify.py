@@ -136,9 +136,21 @@ class Reach(enum.StrEnum):
     BLOCKED = "blocked"  # the chat answered 403
 
 
+def reach_of(client: Any) -> Reach:
+    """The one rule for a client (or a row with its ``telegram_chat_id``,
+    ``notifications_off`` and ``telegram_blocked_at``; None: no client): the delivery sends
+    only ``IN_BOT``, and whatever would be dropped is refused or told to staff instead."""
+    if client is None or client.telegram_chat_id is None:
+        return Reach.NOT_LINKED
+    if client.notifications_off:
+        return Reach.OPTED_OUT
+    if client.telegram_blocked_at is not None:
+        return Reach.BLOCKED
+    return Reach.IN_BOT
+
+
 async def client_reach(session: AsyncSession, client_id: int) -> Reach:
-    """What the delivery will do with a message to this client (``bot.delivery`` drops
-    it unless ``IN_BOT``): staff are told to call instead."""
+    """:func:`reach_of` the client: staff are told to call when it is not ``IN_BOT``."""
     row = (
         await session.execute(
             select(
@@ -146,13 +158,7 @@ async def client_reach(session: AsyncSession, client_id: int) -> Reach:
             ).where(Client.id == client_id)
         )
     ).one_or_none()
-    if row is None or row.telegram_chat_id is None:
-        return Reach.NOT_LINKED
-    if row.notifications_off:
-        return Reach.OPTED_OUT
-    if row.telegram_blocked_at is not None:
-        return Reach.BLOCKED
-    return Reach.IN_BOT
+    return reach_of(row)
 
 
 async def link_requested(session: AsyncSession, request: LinkRequest) -> int:
