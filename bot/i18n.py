@@ -22,8 +22,9 @@ from aiogram.utils.i18n import I18n, I18nMiddleware
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-# The checkout's catalogues; an installed copy (the Docker image) says where its are.
-CHECKOUT_LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+# The checkout's catalogues (the source, for tests and tools); an installed copy (the
+# Docker image) says where its are with CCBOT_LOCALES_DIR.
+LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 LOCALES_ENV = "CCBOT_LOCALES_DIR"
 
 
@@ -31,10 +32,7 @@ def locales_dir() -> Path:
     """``CCBOT_LOCALES_DIR`` when set (an installed package has no ``locales/`` beside it),
     else the checkout's ``locales/``."""
     configured = os.environ.get(LOCALES_ENV)
-    return Path(configured) if configured else CHECKOUT_LOCALES_DIR
-
-
-LOCALES_DIR = CHECKOUT_LOCALES_DIR  # the source catalogues, for tests and tools
+    return Path(configured) if configured else LOCALES_DIR
 DOMAIN = "messages"
 LANGUAGES = ("ru", "en")
 
