@@ -65,12 +65,7 @@ async def move_work_order(
             raise DocumentRefused(DocumentProblem.BAD_TRANSITION, "not a work order")
         await session.commit()
     except DocumentRefused as refused:
-        await session.rollback()
-        if refused.problem in (DocumentProblem.NOT_FOUND, DocumentProblem.BAD_TRANSITION):
-            # Someone moved it first, or the button was not ours: the screen is stale.
-            await refuse(callback, session, staff, reason="stale", detail="work order")
-        else:
-            await refuse(callback, session, staff, reason="forbidden", detail="work order")
+        await _refused(callback, session, staff, refused, "work order")
         return
     said = _("Work order {number}: {state}.").format(
         number=doc.number, state=state_name(DocType.WORK_ORDER, target)
@@ -120,13 +115,7 @@ async def move_document(
         doc = await documents.change_state(session, doc.id, target, actor=staff)
         await session.commit()
     except DocumentRefused as refused:
-        await session.rollback()
-        if refused.problem in (DocumentProblem.NOT_FOUND, DocumentProblem.BAD_TRANSITION):
-            await refuse(callback, session, staff, reason="stale", detail="document state")
-        elif refused.problem is DocumentProblem.FORBIDDEN:
-            await refuse(callback, session, staff, reason="forbidden", detail="document state")
-        else:
-            await callback.answer(document_problem(refused), show_alert=True)
+        await _refused(callback, session, staff, refused, "document state")
         return
     await callback.answer(
         _("{document} {number}: {state}.").format(
@@ -135,3 +124,22 @@ async def move_document(
     )
     ctx = screen_context(session, staff, settings, search_service, state)
     await show(callback, await render(OpenDocument(document_id=doc.id), ctx))
+
+
+async def _refused(
+    callback: CallbackQuery,
+    session: AsyncSession,
+    staff: Staff,
+    refused: DocumentRefused,
+    detail: str,
+) -> None:
+    """A move the service refused, after the rollback: someone moved the document first or
+    the button was not ours (stale), the role may not (forbidden), else the reason (an
+    order with shipped goods is not cancelled)."""
+    await session.rollback()
+    if refused.problem in (DocumentProblem.NOT_FOUND, DocumentProblem.BAD_TRANSITION):
+        await refuse(callback, session, staff, reason="stale", detail=detail)
+    elif refused.problem is DocumentProblem.FORBIDDEN:
+        await refuse(callback, session, staff, reason="forbidden", detail=detail)
+    else:
+        await callback.answer(document_problem(refused), show_alert=True)
