@@ -927,7 +927,9 @@ OFFICE_MOVES = {
 }
 
 
-def office_state_buttons(document_id: int, doc_type: DocType, state: DocState) -> list[Any]:
+def office_state_buttons(
+    document_id: int, doc_type: DocType, state: DocState
+) -> list[InlineKeyboardButton]:
     labels = {
         DocState.CLOSED: _("✔ Close"),
         DocState.OPEN: _("↩ Reopen"),
