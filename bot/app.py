@@ -28,7 +28,6 @@ from typing import Any
 import aiohttp
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import (
@@ -45,6 +44,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.api_session import JsonBodySession
 from bot.config import Settings, SettingsError, exit_on_settings_error
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.i18n import StaffI18nMiddleware, make_i18n
@@ -289,9 +289,9 @@ def make_bot(settings: Settings) -> Bot:
     token = settings.require_token()
     redact_token_in_logs(token)
     session = (
-        AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+        JsonBodySession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
         if settings.telegram_api_url
-        else AiohttpSession()
+        else JsonBodySession()
     )
     try:
         return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
