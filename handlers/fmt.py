@@ -6,6 +6,7 @@ is put in a message: a client named ``<b>Tom & "Jerry"</b>`` shows literally.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from aiogram import html
 from aiogram.utils.i18n import get_i18n
+from babel.core import Locale
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
 
@@ -31,6 +33,12 @@ def locale() -> str:
         return "ru"
 
 
+@functools.cache
+def _babel(code: str) -> Locale:
+    # Parsed once per language: Babel parses a locale given by name on every call.
+    return Locale.parse(code)
+
+
 def q(value: object) -> str:
     """A database value, escaped for HTML parse mode; None shows as a dash."""
     if value is None or value == "":
@@ -40,16 +48,17 @@ def q(value: object) -> str:
 
 def money(kopecks: int) -> str:
     """``150000`` -> ``1 500,00 ₽`` (ru) / ``1,500.00 ₽`` (en)."""
-    return format_decimal(Decimal(kopecks) / 100, format="#,##0.00", locale=locale()) + "\u00a0₽"
+    amount = format_decimal(Decimal(kopecks) / 100, format="#,##0.00", locale=_babel(locale()))
+    return amount + "\u00a0₽"
 
 
 def qty(milli: int) -> str:
     """Thousandths -> ``1,000`` (ru) / ``1.000``, three decimals like the seed."""
-    return format_decimal(Decimal(milli) / 1000, format="#,##0.000", locale=locale())
+    return format_decimal(Decimal(milli) / 1000, format="#,##0.000", locale=_babel(locale()))
 
 
 def percent(bp: int) -> str:
-    return format_decimal(Decimal(bp) / 100, format="#,##0.##", locale=locale()) + " %"
+    return format_decimal(Decimal(bp) / 100, format="#,##0.##", locale=_babel(locale())) + " %"
 
 
 def when(moment: datetime | None, tz: ZoneInfo) -> str:
@@ -57,14 +66,14 @@ def when(moment: datetime | None, tz: ZoneInfo) -> str:
     if moment is None:
         return "—"
     pattern = "dd.MM.yyyy HH:mm" if locale() == "ru" else "d MMM yyyy, HH:mm"
-    return format_datetime(moment.astimezone(tz), pattern, locale=locale())
+    return format_datetime(moment.astimezone(tz), pattern, locale=_babel(locale()))
 
 
 def day(moment: datetime | None, tz: ZoneInfo) -> str:
     if moment is None:
         return "—"
     pattern = "dd.MM.yyyy" if locale() == "ru" else "d MMM yyyy"
-    return format_datetime(moment.astimezone(tz), pattern, locale=locale())
+    return format_datetime(moment.astimezone(tz), pattern, locale=_babel(locale()))
 
 
 def phone(e164: str | None) -> str:

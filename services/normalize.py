@@ -140,13 +140,31 @@ def try_parse_phone(text: str, region: str = "RU") -> str | None:
 
 def format_phone(e164_digits: str) -> str:
     """``79451231010`` -> ``+7 (945) 123-10-10``; other countries in international form."""
+    if (
+        len(e164_digits) == 11
+        and e164_digits[0] == "7"
+        and e164_digits[1] != "0"
+        and e164_digits.isascii()
+        and e164_digits.isdigit()
+    ):
+        # Russia and Kazakhstan, most numbers by far: what parsing gives, without parsing
+        # (a search screen formats a phone per button; parsing was a visible share of it).
+        return _format_russian(e164_digits[1:])
+    return _format_parsed(e164_digits)
+
+
+def _format_russian(national: str) -> str:
+    n = national
+    return f"+7 ({n[:3]}) {n[3:6]}-{n[6:8]}-{n[8:]}"
+
+
+def _format_parsed(e164_digits: str) -> str:
     try:
         number = phonenumbers.parse("+" + e164_digits, None)
     except phonenumbers.NumberParseException:
         return e164_digits
     if number.country_code == 7 and len(str(number.national_number)) == 10:
-        n = str(number.national_number)
-        return f"+7 ({n[:3]}) {n[3:6]}-{n[6:8]}-{n[8:]}"
+        return _format_russian(str(number.national_number))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 

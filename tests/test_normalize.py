@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services import normalize
 from services.normalize import (
     InvalidPhone,
     client_terms,
@@ -40,6 +41,12 @@ def test_bad_phone_says_why(bad):
 def test_phone_display():
     assert format_phone("79451231010") == "+7 (945) 123-10-10"
     assert format_phone("4930123456").startswith("+49")
+
+
+@given(st.from_regex(r"7\d{10}", fullmatch=True))
+def test_phone_display_shortcut_agrees_with_phonenumbers(digits: str):
+    # Numbers of +7 are formatted without parsing: the same text as the parsed way.
+    assert format_phone(digits) == normalize._format_parsed(digits)
 
 
 def test_fragment_with_trunk_prefix_also_tries_country_code():
