@@ -33,6 +33,8 @@ def locales_dir() -> Path:
     else the checkout's ``locales/``."""
     configured = os.environ.get(LOCALES_ENV)
     return Path(configured) if configured else LOCALES_DIR
+
+
 DOMAIN = "messages"
 LANGUAGES = ("ru", "en")
 
