@@ -229,7 +229,7 @@ class SearchService:
         per_part: dict[int, int] = {}
         for cand in found:
             per_part[cand.part] = per_part.get(cand.part, 0) + 1
-            lookup = lookups[cand.part // 2]
+            lookup = lookups[cand.part // search_repo.PARTS]
             term = lookup.term
             if not all(w in cand.term for w in lookup.words or (term,)):
                 continue  # the index is a pre-filter; the folded text decides

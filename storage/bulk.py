@@ -17,9 +17,10 @@ These writes bypass the ORM, so the flush hook of ``storage.search_index`` does 
 them: the caller writes ``search_terms`` rows itself (``storage.search_index.term_rows``).
 With ``defer_search_index`` the substring index over ``search_terms`` is taken down for the
 load and built once at the end, which is much faster than keeping it up row by row: on
-SQLite the three FTS5 triggers are dropped and ``search_fts`` is rebuilt, on PostgreSQL the
-pg_trgm GIN index is dropped and created again. Both use the statements of migration 0002,
-so the index comes back exactly as the migration made it. :meth:`BulkLoader.finish` (also
+SQLite the three triggers are dropped, the indexes emptied and filled again from
+``search_terms`` (migration 0010), on PostgreSQL the pg_trgm GIN index is dropped and
+created again (migration 0002). Both use the statements of their migration, so the index
+comes back exactly as the migration made it. :meth:`BulkLoader.finish` (also
 run on the way out of ``async with`` after an error) restores the index and runs ANALYZE
 (PostgreSQL: VACUUM ANALYZE).
 """
@@ -40,17 +41,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from storage.models import Base, UTCDateTime
 
 BATCH_ROWS = 10_000
-# After the rebuild, merge the FTS5 index into one segment: lookups then read one b-tree
-# instead of dozens (at 1M clients: 11 s once, lookups about a third faster).
-FTS_OPTIMIZE = "INSERT INTO search_fts(search_fts) VALUES ('optimize')"
+# SQLite: what the triggers would have written, gone before the indexes are filled anew.
+EMPTY_SQLITE_INDEX = [
+    "INSERT INTO search_fts_text (search_fts_text) VALUES ('delete-all')",
+    "DELETE FROM search_grams",
+]
 
 Row = Mapping[str, Any]
 _Convert = Callable[[Row], Sequence[Any]]
 
 
-def search_index_migration() -> ModuleType:
-    """Migration 0002, whose statements make the substring index over ``search_terms``."""
-    return importlib.import_module("storage.migrations.versions.0002_search_index")
+def search_index_migration(dialect: str) -> ModuleType:
+    """The migration whose statements make the substring index over ``search_terms``:
+    0010 on SQLite, 0002 on PostgreSQL."""
+    name = "0010_search_grams" if dialect == "sqlite" else "0002_search_index"
+    return importlib.import_module(f"storage.migrations.versions.{name}")
 
 
 def _sqlite_datetime(value: datetime) -> str:
@@ -327,15 +332,10 @@ class BulkLoader:
     # --- the search index ---------------------------------------------------------------
 
     def _index_statements(self) -> tuple[list[str], list[str]]:
-        """(take down, put back) statements for the substring index, from migration 0002."""
-        m = search_index_migration()
+        """(take down, put back) statements for the substring index, from its migration."""
+        m = search_index_migration(self.dialect)
         if self.dialect == "sqlite":
-            down = [s for s in m.SQLITE_DOWN if s.startswith("DROP TRIGGER")]
-            up = [s for s in m.SQLITE_UP if s.lstrip().startswith("CREATE TRIGGER")]
-            rebuild = [s for s in m.SQLITE_UP if "'rebuild'" in s]
-            if len(down) != 3 or len(up) != 3 or len(rebuild) != 1:
-                raise RuntimeError("migration 0002 no longer has the statements expected")
-            return down, [*rebuild, FTS_OPTIMIZE, *up]
+            return [*m.TRIGGERS_DOWN, *EMPTY_SQLITE_INDEX], [*m.FILL, *m.TRIGGERS_UP]
         down = list(m.POSTGRES_DOWN)
         up = [s for s in m.POSTGRES_UP if s.lstrip().upper().startswith("CREATE INDEX")]
         if len(up) != 1:

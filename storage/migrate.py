@@ -15,9 +15,9 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def include_object(
     obj: object, name: str | None, type_: str, reflected: bool, _compare: object
 ) -> bool:
-    """Autogenerate leaves alone what migration 0002 made by hand: the FTS5 tables and
-    the trigram index are not in the models."""
-    if type_ == "table" and name and name.startswith("search_fts"):
+    """Autogenerate leaves alone what migrations 0002 and 0010 made by hand: the FTS5
+    tables, the grams and the trigram index are not in the models."""
+    if type_ == "table" and name and name.startswith(("search_fts", "search_gram")):
         return False
     return not (type_ == "index" and name == "ix_search_terms_term_trgm")
 

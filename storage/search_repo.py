@@ -1,10 +1,12 @@
-"""The search queries, per dialect. Every query here is served by an index:
-FTS5 trigram (SQLite) or pg_trgm GIN (PostgreSQL) for substrings, the B-tree on
-``search_terms.term`` for exact and prefix matches."""
+"""The search queries, per dialect. Every query here is served by an index: for
+substrings, on SQLite an FTS5 trigram index of the free-text fields and a B-tree of the
+codes' grams (migration 0010), on PostgreSQL a pg_trgm GIN index (migration 0002); the
+B-tree on ``search_terms.term`` for exact and prefix matches."""
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -14,11 +16,11 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
-    and_,
     bindparam,
     case,
     cast,
     column,
+    func,
     literal_column,
     null,
     select,
@@ -30,11 +32,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Car, Client, SearchTerm
 
-# The FTS5 index made by migration 0002 (SQLite only).
-SEARCH_FTS = table("search_fts", column("rowid"), column("term"))
+# SQLite (migration 0010): free text in an FTS5 trigram index whose rowid is the term's id
+# negated (its natural order is the newest first); codes and numbers by their grams, the
+# (at most) GRAM characters from each position of the term, in a B-tree.
+TEXT_FIELDS = frozenset({"name", "contact", "email"})
+SEARCH_FTS_TEXT = table("search_fts_text", column("rowid"), column("term"))
+SEARCH_GRAMS = table("search_grams", column("gram"), column("term_id"))
+GRAM = 8
 
 # Above every character a normalised term can hold: term < prefix + TOP is a prefix range.
 TOP = "\U0010ffff"
+
+# The selects of one lookup, tagged ``part = PARTS × lookup + kind``.
+PARTS = 3
+PREFIX, TEXT, CODES = 0, 1, 2
 
 
 class Candidate(NamedTuple):
@@ -52,30 +63,145 @@ def _like_escape(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def substring_query(
-    dialect: str, words: Sequence[str], fields: Collection[str], cap: int
-) -> Select:
-    """Terms of ``fields`` that contain every word (each of 3+ characters)."""
+class Lookup(NamedTuple):
+    """One folded form of a search: its term, the fields it is looked for in, and the
+    words to find anywhere (empty: exact and prefix matches only)."""
+
+    term: str
+    fields: frozenset[str]
+    words: tuple[str, ...]
+
+
+class TaggedCandidate(NamedTuple):
+    part: int  # PARTS × the lookup's position + PREFIX, TEXT or CODES
+    owner_type: str
+    owner_id: int
+    field: str
+    term: str
+
+
+def _split(dialect: str, fields: Collection[str]) -> tuple[list[str], list[str]]:
+    """The fields of a substring lookup by index: (free text, codes). PostgreSQL has one
+    index for all of them."""
+    if dialect != "sqlite":
+        return sorted(fields), []
+    return sorted(f for f in fields if f in TEXT_FIELDS), sorted(
+        f for f in fields if f not in TEXT_FIELDS
+    )
+
+
+def lookups_query(dialect: str, lookups: Sequence[Lookup], cap: int) -> tuple[Any, dict]:
+    """Every lookup of a search in one statement: per folded form, the B-tree prefix select
+    and (with words) the substring selects, each with its own LIMIT, tagged with ``part``.
+    One statement instead of several per form: in this process each statement costs more
+    than the index lookup it runs. Returns the statement and its parameters; statements
+    are built once per shape (how many forms, how many words, which indexes)."""
+    params: dict[str, Any] = {"cap": cap}
+    shape: list[tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = []
+    for i, lookup in enumerate(lookups):
+        params[f"t{i}"] = lookup.term
+        params[f"u{i}"] = lookup.term + TOP
+        text, codes = _split(dialect, lookup.fields) if lookup.words else ([], [])
+        shape.append((len(lookup.words), tuple(sorted(lookup.fields)), tuple(text), tuple(codes)))
+        if text:
+            if dialect == "sqlite":
+                params[f"m{i}"] = " AND ".join(_fts_phrase(w) for w in lookup.words)
+            else:
+                for j, word in enumerate(lookup.words):
+                    params[f"w{i}_{j}"] = f"%{_like_escape(word)}%"
+        if codes:
+            longest = max(lookup.words, key=len)
+            params[f"g{i}"] = longest[:GRAM]
+            params[f"h{i}"] = longest[:GRAM] + TOP
+            for j, word in enumerate(lookup.words):
+                params[f"w{i}_{j}"] = word
+    return _lookups_template(dialect, tuple(shape)), params
+
+
+def _fields_in(fields: tuple[str, ...]) -> ColumnElement[bool]:
+    """``field IN ('name', ...)`` written into the statement: the fields are part of its
+    shape, and a list parameter would be rendered anew on every execution."""
+    if not all(f.isascii() and f.isalpha() for f in fields):
+        raise ValueError(f"not a field name: {fields!r}")
+    return SearchTerm.field.in_([literal_column(f"'{f}'") for f in fields])
+
+
+@functools.lru_cache(maxsize=512)
+def _lookups_template(
+    dialect: str, shape: tuple[tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...]
+) -> Any:
     cols = (SearchTerm.owner_type, SearchTerm.owner_id, SearchTerm.field, SearchTerm.term)
-    if dialect == "sqlite":
-        match = " AND ".join(_fts_phrase(w) for w in words)
-        fts_rowid = SEARCH_FTS.c.rowid
-        return (
+    cap = bindparam("cap", type_=Integer)
+    parts: list[Select] = []
+    for i, (words, fields, text, codes) in enumerate(shape):
+        prefix = (
             select(*cols)
-            .select_from(SEARCH_FTS)
-            .join(SearchTerm, SearchTerm.id == fts_rowid)
-            .where(SEARCH_FTS.c.term.op("MATCH")(match))
-            .where(SearchTerm.field.in_(sorted(fields)))
-            .order_by(fts_rowid.desc())
+            .where(SearchTerm.term >= bindparam(f"t{i}"), SearchTerm.term < bindparam(f"u{i}"))
+            .where(_fields_in(fields))
+            .order_by(SearchTerm.term)
             .limit(cap)
         )
-    conditions = [SearchTerm.term.like(f"%{_like_escape(w)}%", escape="\\") for w in words]
-    return (
-        select(*cols)
-        .where(and_(*conditions))
-        .where(SearchTerm.field.in_(sorted(fields)))
-        .limit(cap)
-    )
+        selects = [(PARTS * i + PREFIX, prefix)]
+        if text and dialect == "sqlite":
+            fts = SEARCH_FTS_TEXT
+            selects.append(
+                (
+                    PARTS * i + TEXT,
+                    select(*cols)
+                    .select_from(fts)
+                    .join(SearchTerm, SearchTerm.id == -fts.c.rowid)
+                    .where(fts.c.term.op("MATCH")(bindparam(f"m{i}", type_=String)))
+                    .where(_fields_in(text))
+                    .limit(cap),  # the index's own order: the newest first
+                )
+            )
+        elif text:
+            likes = [
+                SearchTerm.term.like(bindparam(f"w{i}_{j}", type_=String), escape="\\")
+                for j in range(words)
+            ]
+            selects.append(
+                (
+                    PARTS * i + TEXT,
+                    select(*cols).where(*likes).where(_fields_in(text)).limit(cap),
+                )
+            )
+        if codes:
+            grams = SEARCH_GRAMS
+            found = [
+                func.instr(SearchTerm.term, bindparam(f"w{i}_{j}", type_=String)) > 0
+                for j in range(words)
+            ]
+            selects.append(
+                (
+                    PARTS * i + CODES,
+                    select(*cols)
+                    .select_from(grams)
+                    .join(SearchTerm, SearchTerm.id == grams.c.term_id)
+                    .where(
+                        grams.c.gram >= bindparam(f"g{i}", type_=String),
+                        grams.c.gram < bindparam(f"h{i}", type_=String),
+                    )
+                    .where(_fields_in(codes), *found)
+                    .limit(cap),
+                )
+            )
+        for tag, stmt in selects:
+            sub = stmt.subquery()
+            parts.append(select(literal_column(str(tag)).label("part"), *sub.c))
+    return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
+def substring_query(dialect: str, words: Sequence[str], fields: Collection[str], cap: int) -> Any:
+    """Terms of ``fields`` that contain every word (each of 3+ characters), through the
+    substring indexes: the substring selects of :func:`lookups_query` for one lookup."""
+    lookup = Lookup(words[0], frozenset(fields), tuple(words))
+    stmt, params = lookups_query(dialect, [lookup], cap)
+    selects = stmt.selects[1:] if hasattr(stmt, "selects") else []
+    if not selects:
+        raise ValueError("no substring index for these fields")
+    query = selects[0] if len(selects) == 1 else union_all(*selects)
+    return query.params(**params)
 
 
 def prefix_query(term: str, fields: Collection[str], cap: int) -> Select:
@@ -94,92 +220,7 @@ async def substring_candidates(
 ) -> list[Candidate]:
     dialect = session.get_bind().dialect.name
     result = await session.execute(substring_query(dialect, words, fields, cap))
-    return [Candidate(*row) for row in result]
-
-
-async def prefix_candidates(
-    session: AsyncSession, term: str, fields: Collection[str], cap: int
-) -> list[Candidate]:
-    result = await session.execute(prefix_query(term, fields, cap))
-    return [Candidate(*row) for row in result]
-
-
-class Lookup(NamedTuple):
-    """One folded form of a search: its term, the fields it is looked for in, and the
-    words to find anywhere (empty: exact and prefix matches only)."""
-
-    term: str
-    fields: frozenset[str]
-    words: tuple[str, ...]
-
-
-class TaggedCandidate(NamedTuple):
-    part: int  # 2 × the lookup's position, + 1 for its substring select
-    owner_type: str
-    owner_id: int
-    field: str
-    term: str
-
-
-def lookups_query(dialect: str, lookups: Sequence[Lookup], cap: int) -> tuple[Any, dict]:
-    """Every lookup of a search in one statement: per folded form, the B-tree prefix select
-    and (with words) the substring select, each with its own LIMIT, tagged with ``part``.
-    One statement instead of two per form: in this process each statement costs more than
-    the index lookup it runs. Returns the statement and its parameters; statements are
-    built once per shape (how many forms, how many words each)."""
-    params: dict[str, Any] = {"cap": cap}
-    for i, lookup in enumerate(lookups):
-        params[f"t{i}"] = lookup.term
-        params[f"u{i}"] = lookup.term + TOP
-        params[f"f{i}"] = sorted(lookup.fields)
-        if dialect == "sqlite":
-            if lookup.words:
-                params[f"m{i}"] = " AND ".join(_fts_phrase(w) for w in lookup.words)
-        else:
-            for j, word in enumerate(lookup.words):
-                params[f"w{i}_{j}"] = f"%{_like_escape(word)}%"
-    shape = tuple(len(lookup.words) for lookup in lookups)
-    return _lookups_template(dialect, shape), params
-
-
-@functools.lru_cache(maxsize=512)
-def _lookups_template(dialect: str, shape: tuple[int, ...]) -> Any:
-    cols = (SearchTerm.owner_type, SearchTerm.owner_id, SearchTerm.field, SearchTerm.term)
-    cap = bindparam("cap", type_=Integer)
-    parts: list[Select] = []
-    for i, words in enumerate(shape):
-        fields: Any = bindparam(f"f{i}", expanding=True)
-        prefix = (
-            select(*cols)
-            .where(SearchTerm.term >= bindparam(f"t{i}"), SearchTerm.term < bindparam(f"u{i}"))
-            .where(SearchTerm.field.in_(fields))
-            .order_by(SearchTerm.term)
-            .limit(cap)
-        )
-        selects = [(2 * i, prefix)]
-        if words and dialect == "sqlite":
-            fts_rowid = SEARCH_FTS.c.rowid
-            substring = (
-                select(*cols)
-                .select_from(SEARCH_FTS)
-                .join(SearchTerm, SearchTerm.id == fts_rowid)
-                .where(SEARCH_FTS.c.term.op("MATCH")(bindparam(f"m{i}", type_=String)))
-                .where(SearchTerm.field.in_(fields))
-                .order_by(fts_rowid.desc())
-                .limit(cap)
-            )
-            selects.append((2 * i + 1, substring))
-        elif words:
-            likes = [
-                SearchTerm.term.like(bindparam(f"w{i}_{j}", type_=String), escape="\\")
-                for j in range(words)
-            ]
-            substring = select(*cols).where(*likes).where(SearchTerm.field.in_(fields)).limit(cap)
-            selects.append((2 * i + 1, substring))
-        for tag, stmt in selects:
-            sub = stmt.subquery()
-            parts.append(select(literal_column(str(tag)).label("part"), *sub.c))
-    return parts[0] if len(parts) == 1 else union_all(*parts)
+    return [Candidate(*row[1:]) for row in result]
 
 
 async def tagged_candidates(
@@ -210,6 +251,19 @@ class PageRow(NamedTuple):
     tier: int
 
 
+def _ids(dialect: str, name: str) -> Any:
+    """A list of ids as one parameter. On SQLite a JSON array read by ``json_each``: an
+    expanding ``IN`` is rendered anew for every length, and SQLite prepares each rendering
+    again (hundreds of parameters for a capped search)."""
+    if dialect == "sqlite":
+        return select(func.json_each(bindparam(name, type_=String)).table_valued("value").c.value)
+    return bindparam(name, expanding=True)
+
+
+def _id_list(dialect: str, ids: Sequence[int]) -> Any:
+    return json.dumps(list(ids)) if dialect == "sqlite" else list(ids)
+
+
 @functools.lru_cache(maxsize=64)
 def _ranked(dialect: str, kind: str, tiers: tuple[int, ...]) -> Select:
     """The page of ``kind`` among the ids (``ids_<kind>``) grouped by tier
@@ -223,7 +277,7 @@ def _ranked(dialect: str, kind: str, tiers: tuple[int, ...]) -> Select:
     else:
         # The last tier needs no test: every id is in one of them.
         whens: list[Any] = [
-            (model.id.in_(bindparam(f"tier_{kind}_{t}", expanding=True)), literal_column(str(t)))
+            (model.id.in_(_ids(dialect, f"tier_{kind}_{t}")), literal_column(str(t)))
             for t in tiers[:-1]
         ]
         tier = case(*whens, else_=literal_column(str(tiers[-1])))
@@ -249,7 +303,7 @@ def _ranked(dialect: str, kind: str, tiers: tuple[int, ...]) -> Select:
             model.last_activity_at,
             tier.label("tier"),
         )
-        .where(model.id.in_(bindparam(f"ids_{kind}", expanding=True)))
+        .where(model.id.in_(_ids(dialect, f"ids_{kind}")))
         .order_by(*order, model.last_activity_at.desc(), name, model.id)
         .offset(bindparam(f"offset_{kind}", type_=Integer))
         .limit(bindparam(f"limit_{kind}", type_=Integer))
@@ -278,9 +332,9 @@ async def ranked_pages(
             continue
         tiers = tuple(sorted(by_tier))
         shapes.append((kind, tiers))
-        params[f"ids_{kind}"] = [i for t in tiers for i in by_tier[t]]
+        params[f"ids_{kind}"] = _id_list(dialect, [i for t in tiers for i in by_tier[t]])
         for t in tiers[:-1]:
-            params[f"tier_{kind}_{t}"] = list(by_tier[t])
+            params[f"tier_{kind}_{t}"] = _id_list(dialect, by_tier[t])
         params[f"offset_{kind}"], params[f"limit_{kind}"] = offset, limit
     if not shapes:
         return []

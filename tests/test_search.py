@@ -317,8 +317,13 @@ async def test_substring_search_uses_the_trigram_index(session, dialect):
     stmt = search_repo.substring_query(dialect, ["123"], {"name"}, 1000)
     plan = await _plan(session, stmt, dialect)
     if dialect == "sqlite":
-        assert "VIRTUAL TABLE INDEX" in plan and "search_fts" in plan, plan
+        assert "VIRTUAL TABLE INDEX" in plan and "search_fts_text" in plan, plan
         assert "SCAN search_terms" not in plan, plan
+        # Codes and numbers: a range of the grams' B-tree.
+        stmt = search_repo.substring_query(dialect, ["1234"], {"phone", "vin"}, 1000)
+        plan = await _plan(session, stmt, dialect)
+        assert "SEARCH search_grams USING PRIMARY KEY (gram>? AND gram<?)" in plan, plan
+        assert "SCAN search_grams" not in plan and "SCAN search_terms" not in plan, plan
     else:
         assert "ix_search_terms_term_trgm" in plan, plan
         assert "Seq Scan" not in plan, plan
@@ -331,3 +336,71 @@ async def test_prefix_search_uses_the_btree(session, dialect):
     plan = await _plan(session, search_repo.prefix_query("кл", {"name"}, 1000), dialect)
     assert "ix_search_terms_term" in plan, plan
     assert "SCAN search_terms" not in plan and "Seq Scan" not in plan, plan
+
+
+async def _sqlite_index(session, term_id: int) -> tuple[set[str], bool]:
+    """What SQLite's substring indexes hold for a term: its grams, and whether the
+    free-text index has it."""
+    grams = set(
+        await session.scalars(
+            text("SELECT gram FROM search_grams WHERE term_id = :i"), {"i": term_id}
+        )
+    )
+    # A contentless FTS5 table cannot be read row by row: its vocabulary can.
+    await session.execute(
+        text(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.text_vocab "
+            "USING fts5vocab(main, search_fts_text, instance)"
+        )
+    )
+    in_text = await session.scalar(
+        text("SELECT count(*) FROM temp.text_vocab WHERE doc = :r"), {"r": -term_id}
+    )
+    return grams, bool(in_text)
+
+
+async def test_sqlite_triggers_keep_both_indexes_in_step(session, dialect):
+    """Written, changed and deleted through the ORM, a term is in the index of its kind of
+    field only, with exactly its grams; the free-text index finds it by a fragment."""
+    if dialect != "sqlite":
+        pytest.skip("SQLite's own indexes (PostgreSQL has one trigram index)")
+    vin = SearchTerm(owner_type="car", owner_id=1, field="vin", term="XTA21099012345678")
+    name = SearchTerm(owner_type="client", owner_id=1, field="name", term="петров пётр")
+    session.add_all([vin, name])
+    await session.commit()
+    grams, in_text = await _sqlite_index(session, vin.id)
+    assert grams == {vin.term[p : p + 8] for p in range(len(vin.term) - 2)} and not in_text
+    assert await _sqlite_index(session, name.id) == (set(), True)
+    found = await search_repo.substring_candidates(session, ["тров"], {"name"}, 10)
+    assert [c.owner_id for c in found] == [1]
+
+    vin.term = "WVWZZZ1JZ3W386752"
+    name.field = "phone"  # a term moving to the other kind of field moves index
+    name.term = "79161234567"
+    await session.commit()
+    grams, in_text = await _sqlite_index(session, vin.id)
+    assert grams == {vin.term[p : p + 8] for p in range(len(vin.term) - 2)} and not in_text
+    grams, in_text = await _sqlite_index(session, name.id)
+    assert "91612345" in grams and not in_text
+    assert await search_repo.substring_candidates(session, ["тров"], {"name"}, 10) == []
+    assert [c.term for c in await search_repo.substring_candidates(
+        session, ["3W386"], {"vin"}, 10
+    )] == ["WVWZZZ1JZ3W386752"]  # fmt: skip
+
+    await session.delete(vin)
+    await session.delete(name)
+    await session.commit()
+    assert await _sqlite_index(session, vin.id) == (set(), False)
+    assert await _sqlite_index(session, name.id) == (set(), False)
+    assert await session.scalar(text("SELECT count(*) FROM search_grams")) == 0
+
+
+async def test_a_long_code_fragment_is_checked_whole(session, dialect, shop):
+    """Grams hold 8 characters: a longer fragment is looked up by its first 8 and checked
+    against the whole value, so a VIN sharing only those 8 is not found."""
+    a = await add_client(session, "Альфа")
+    b = await add_client(session, "Бета")
+    await add_car(session, a, vin="XTA21099012345678")
+    await add_car(session, b, vin="XTA21099012399999")
+    result = await SearchService().search(session, "A2109901234")
+    assert [c.vin for c in result.cars] == ["XTA21099012345678"]
