@@ -1,0 +1,115 @@
+"""SQLite's connection (storage.db): one trip to aiosqlite's thread per statement, the BEGIN
+of a transaction sent with its first statement, nothing sent for a transaction that ran
+nothing, and the write lock still taken before the first read of a write transaction."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiosqlite
+import pytest
+from sqlalchemy import select, text
+
+from storage.db import begin_immediate, make_engine, make_session_factory, write_transaction
+from storage.models import Staff
+
+
+@pytest.fixture
+async def sqlite_engine(sqlite_url):
+    engine = make_engine(sqlite_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def trips(monkeypatch):
+    """Every call made on aiosqlite's worker thread, counted."""
+    made = [0]
+    original = aiosqlite.Connection._execute
+
+    async def counted(self, fn, *args, **kwargs):
+        made[0] += 1
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return made
+
+
+async def _statements(session) -> list[str]:
+    """What SQLite runs on the session's connection from now on."""
+    raw = (await session.connection()).sync_connection.connection.dbapi_connection
+    seen: list[str] = []
+    await raw._connection._execute(raw._connection._conn.set_trace_callback, seen.append)
+    return seen
+
+
+async def test_a_read_transaction_is_begin_and_select_in_one_trip(sqlite_engine, trips):
+    factory = make_session_factory(sqlite_engine)
+    async with factory() as session:
+        await session.execute(select(Staff.id))  # warm: the pool's connection exists
+        await session.rollback()
+        trips[0] = 0
+        await session.execute(select(Staff.id).where(Staff.id == 1))
+        assert trips[0] == 1  # BEGIN and the SELECT together
+        await session.rollback()
+        assert trips[0] == 2  # and the ROLLBACK
+
+
+async def test_begin_runs_first_then_the_statement(sqlite_engine):
+    factory = make_session_factory(sqlite_engine)
+    async with factory() as session:
+        seen = await _statements(session)
+        await session.rollback()
+        await session.execute(text("SELECT 1"))
+        await session.commit()
+    assert seen == ["BEGIN", "SELECT 1", "COMMIT"]
+
+
+async def test_a_transaction_that_ran_nothing_sends_nothing(sqlite_engine, trips):
+    factory = make_session_factory(sqlite_engine)
+    async with factory() as session:
+        await session.execute(text("SELECT 1"))
+        await session.commit()
+        trips[0] = 0
+        await session.connection()  # begun, nothing run
+        await session.commit()
+        await session.connection()
+        await session.rollback()
+        assert trips[0] == 0
+        seen = await _statements(session)
+        await session.rollback()
+        await session.execute(text("SELECT 2"))  # the next one is a transaction of its own
+        await session.rollback()
+    assert seen == ["BEGIN", "SELECT 2", "ROLLBACK"]
+
+
+async def test_a_write_transaction_takes_the_lock_before_its_first_read(sqlite_engine):
+    """Two read-then-write transactions at once: the second waits for the first at its
+    BEGIN IMMEDIATE instead of failing with "database is locked" at its write."""
+    factory = make_session_factory(sqlite_engine)
+    order: list[str] = []
+
+    async def bump(name: str, hold: float) -> None:
+        async with write_transaction(factory) as session:
+            count = await session.scalar(text("SELECT count(*) FROM staff"))
+            order.append(f"{name} read {count}")
+            await asyncio.sleep(hold)
+            await session.execute(
+                text("INSERT INTO staff (telegram_id, name, role, active, created_at) "
+                     "VALUES (:t, :n, 'master', 1, '2026-01-01 00:00:00.000000')"),
+                {"t": 1000 + count, "n": name},
+            )  # fmt: skip
+
+    await asyncio.gather(bump("first", 0.3), bump("second", 0))
+    assert order == ["first read 0", "second read 1"]
+
+
+async def test_begin_immediate_statement_order(sqlite_engine):
+    factory = make_session_factory(sqlite_engine)
+    async with factory() as session:
+        seen = await _statements(session)
+        await session.rollback()
+        await begin_immediate(session)
+        await session.execute(text("SELECT 1"))
+        await session.rollback()
+    assert seen == ["BEGIN IMMEDIATE", "SELECT 1", "ROLLBACK"]
