@@ -14,9 +14,8 @@ search terms come from (clients.name, contact_info.value, cars.plate, cars.vin,
 cars.body_number), every match fetched, as a search without an index would.
 
 Prints one table (markdown) per run, a breakdown of where the search spends its time (the
-statement of every index lookup, the statement of the ranked page, the rest),
-with ``--explain`` the plan of each kind's lookups, and with ``--prototype`` (instead of the
-table) the service against a prototype that does the same search in two statements.
+one statement of the search, the rest of the service), and with ``--explain`` the plan of
+each kind's lookups.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +39,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import case, event, func, literal, select, text, union_all  # noqa: E402
+from sqlalchemy import event, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession  # noqa: E402
 
@@ -244,8 +243,7 @@ async def draw_queries(session: AsyncSession, count: int, seed: int) -> dict[str
 class Timings:
     search: list[float] = field(default_factory=list)
     naive: list[float] = field(default_factory=list)
-    prefix: list[float] = field(default_factory=list)
-    substring: list[float] = field(default_factory=list)
+    statement: list[float] = field(default_factory=list)
     statements: list[int] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     clients: list[int] = field(default_factory=list)
@@ -253,33 +251,27 @@ class Timings:
     capped: int = 0
 
 
-_LOOKUPS = search_repo.tagged_candidates
-_PAGES = search_repo.ranked_pages
+_SEARCH_PAGE = search_repo.search_page
 
 
 class _Clock:
-    """Times the two statements of the search service from outside (wraps them): every
-    index lookup (``prefix`` here) and the ranked page (``substring`` here)."""
+    """Times the search's one statement (``search_repo.search_page``) from outside."""
 
     def __init__(self) -> None:
-        self.prefix = self.substring = 0.0
+        self.statement = 0.0
 
     def install(self) -> None:
-        def wrap(orig: Callable[..., Awaitable[Any]], attr: str) -> Callable[..., Any]:
-            async def timed(*args: Any, **kwargs: Any) -> Any:
-                t = time.perf_counter()
-                try:
-                    return await orig(*args, **kwargs)
-                finally:
-                    setattr(self, attr, getattr(self, attr) + time.perf_counter() - t)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return await _SEARCH_PAGE(*args, **kwargs)
+            finally:
+                self.statement += time.perf_counter() - t
 
-            return timed
-
-        search_repo.tagged_candidates = wrap(_LOOKUPS, "prefix")  # type: ignore[assignment]
-        search_repo.ranked_pages = wrap(_PAGES, "substring")  # type: ignore[assignment]
+        search_repo.search_page = timed  # type: ignore[assignment]
 
     def reset(self) -> None:
-        self.prefix = self.substring = 0.0
+        self.statement = 0.0
 
 
 def naive_sql(dialect: str) -> str:
@@ -333,8 +325,7 @@ async def measure(
                 t.cpu.append(time.process_time() - cpu)
                 t.statements.append(statements[0])
                 await session.rollback()
-                t.prefix.append(clock.prefix)
-                t.substring.append(clock.substring)
+                t.statement.append(clock.statement)
                 t.clients.append(result.clients_total)
                 t.cars.append(result.cars_total)
                 t.capped += result.more
@@ -404,114 +395,6 @@ async def explain(engine: AsyncEngine, queries: dict[str, list[str]]) -> None:
                     await session.rollback()
 
 
-# --- what if: fewer statements per search ---------------------------------------------------
-
-
-async def prototype_search(
-    session: AsyncSession, text_: str, service: SearchService, limit: int = 10
-) -> tuple[int, int]:
-    """Not the service: what it could do with the same probes, cap and ranking, in two
-    statements: every lookup of the search in one UNION ALL, then the first page of clients
-    and of cars ranked in SQL (tier, then the latest activity). Returns the totals."""
-    by_term: dict[str, set[str]] = {}
-    for probe in query_probes(text_, service.boxes[Box.ANY]):
-        by_term.setdefault(probe.term, set()).add(probe.field)
-    if not by_term:
-        return 0, 0
-    dialect = session.get_bind().dialect.name
-    parts = []
-    for term, fields in by_term.items():
-        parts.append(search_repo.prefix_query(term, fields, service.cap))
-        if words := _words(term, fields):
-            parts.append(search_repo.substring_query(dialect, words, fields, service.cap))
-    best: dict[tuple[str, int], int] = {}
-    for owner_type, owner_id, field_, term in await session.execute(
-        union_all(*(select(p.subquery()) for p in parts))
-    ):
-        for probe_term, fields in by_term.items():
-            words = _words(probe_term, fields) or [probe_term]
-            if field_ not in fields or not all(w in term for w in words):
-                continue
-            tier = 0 if term == probe_term else 1 if term.startswith(probe_term) else 2
-            key = (owner_type, owner_id)
-            best[key] = min(tier, best.get(key, tier))
-    pages, totals = [], {"client": 0, "car": 0}
-    for kind, model in (("client", Client), ("car", Car)):
-        tiers: dict[int, list[int]] = {}
-        for (owner_type, owner_id), tier in best.items():
-            if owner_type == kind:
-                tiers.setdefault(tier, []).append(owner_id)
-        if not tiers:
-            continue
-        totals[kind] = sum(map(len, tiers.values()))
-        ids = [i for group in tiers.values() for i in group]
-        tier_of = case(*((model.id.in_(g), literal(t)) for t, g in sorted(tiers.items())))
-        page = (
-            select(literal(kind).label("kind"), model.id, model.name, tier_of.label("tier"))
-            .where(model.id.in_(ids))
-            .order_by(tier_of, model.last_activity_at.desc())
-            .limit(limit)
-            .subquery()
-        )
-        pages.append(select(page))
-    if pages:
-        (await session.execute(union_all(*pages) if len(pages) > 1 else pages[0])).all()
-    return totals["client"], totals["car"]
-
-
-async def prototype(engine: AsyncEngine, queries: dict[str, list[str]]) -> list[str]:
-    """The service and :func:`prototype_search` on the same queries, taking turns query by
-    query, so that both see the same load. Rows of a markdown table."""
-    service = SearchService()
-    statements = [0]
-
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def _count(*_args: Any) -> None:
-        statements[0] += 1
-
-    async def timed(run: Callable[[], Awaitable[Any]]) -> tuple[float, int, Any]:
-        statements[0] = 0
-        started = time.perf_counter()
-        out = await run()
-        return time.perf_counter() - started, statements[0], out
-
-    lines = []
-    async with make_session_factory(engine)() as session:
-        for kind in KINDS:
-            a: list[float] = []
-            b: list[float] = []
-            a_st: list[int] = []
-            b_st: list[int] = []
-            differ = 0
-            for q in queries[kind]:
-                ta, na, ra = await timed(lambda q=q: service.search(session, q))
-                await session.rollback()
-                tb, nb, rb = await timed(lambda q=q: prototype_search(session, q, service))
-                await session.rollback()
-                a.append(ta)
-                b.append(tb)
-                a_st.append(na)
-                b_st.append(nb)
-                differ += (ra.clients_total, ra.cars_total) != rb and not ra.more
-            lines.append(
-                f"| {engine.dialect.name} | {kind} | {len(a)} "
-                f"| {pct(a, 50):.1f} | {pct(a, 95):.1f} "
-                f"| {statistics.mean(a_st):.1f} | {pct(b, 50):.1f} | {pct(b, 95):.1f} "
-                f"| {statistics.mean(b_st):.1f} | {differ} |"
-            )
-    return lines
-
-
-PROTOTYPE_HEADER = [
-    "| db | kind | n | service p50 ms | service p95 ms | statements "
-    "| prototype p50 ms | prototype p95 ms | statements | totals differ (uncapped) |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-]
-
-
-# --- report ---------------------------------------------------------------------------------
-
-
 def report(db: str, results: dict[str, Timings]) -> list[str]:
     lines = []
     for kind in KINDS:
@@ -538,10 +421,9 @@ def breakdown(db: str, results: dict[str, Timings]) -> list[str]:
     lines = []
     for kind in KINDS:
         t = results[kind]
-        rest = [s - p - q for s, p, q in zip(t.search, t.prefix, t.substring, strict=True)]
+        rest = [s - q for s, q in zip(t.search, t.statement, strict=True)]
         lines.append(
-            f"| {db} | {kind} | {pct(t.prefix, 50):.1f} / {pct(t.prefix, 95):.1f} "
-            f"| {pct(t.substring, 50):.1f} / {pct(t.substring, 95):.1f} "
+            f"| {db} | {kind} | {pct(t.statement, 50):.1f} / {pct(t.statement, 95):.1f} "
             f"| {pct(rest, 50):.1f} / {pct(rest, 95):.1f} "
             f"| {pct(t.cpu, 50):.1f} | {statistics.mean(t.statements):.1f} |"
         )
@@ -549,9 +431,9 @@ def breakdown(db: str, results: dict[str, Timings]) -> list[str]:
 
 
 BREAKDOWN_HEADER = [
-    "| db | kind | all lookups (one statement) p50 / p95 ms | ranked page p50 / p95 ms "
+    "| db | kind | the search statement p50 / p95 ms "
     "| the rest p50 / p95 ms | CPU of this process p50 ms | statements per search |",
-    "|---|---|---:|---:|---:|---:|---:|",
+    "|---|---|---:|---:|---:|---:|",
 ]
 
 
@@ -562,7 +444,7 @@ async def run(args: argparse.Namespace) -> int:
         "postgres": args.pg_url,
     }
     infos = {db: await build(db, urls[db], args.clients, args.seed, args.reuse) for db in dbs}
-    table, parts, context, proto, queries_shown = [], [], [], [], None
+    table, parts, context, queries_shown = [], [], [], None
     for db in dbs:
         engine = make_engine(urls[db])
         try:
@@ -571,14 +453,6 @@ async def run(args: argparse.Namespace) -> int:
             warmup = {k: v[: args.warmup] for k, v in drawn.items()}
             queries = {k: v[args.warmup :] for k, v in drawn.items()}
             queries_shown = queries_shown or queries
-            if args.prototype:
-                print(f"{db}: service and prototype, query by query ...", flush=True)
-                for kind in KINDS:  # the warm-up, both ways
-                    for q in warmup[kind]:
-                        async with make_session_factory(engine)() as session:
-                            await prototype_search(session, q, SearchService())
-                proto += await prototype(engine, queries)
-                continue
             print(f"{db}: timing {sum(map(len, queries.values()))} queries ...", flush=True)
             load_before = os.getloadavg()[0]
             results = await measure(engine, queries, warmup, args.naive, args.cap)
@@ -600,9 +474,6 @@ async def run(args: argparse.Namespace) -> int:
         print(f"{db}: {info['clients']:,} clients, build {info['build_seconds']:.0f} s, "
               f"{size:.1f} GiB; {info.get('summary', '')}")  # fmt: skip
     print()
-    if proto:
-        print("\n".join(PROTOTYPE_HEADER + proto))
-        return 0
     if args.cap is not None:
         print(f"what if: SearchService(cap={args.cap})")
     print("\n".join(HEADER + table))
@@ -630,11 +501,6 @@ def main() -> int:
     parser.add_argument("--explain", action="store_true", help="print the lookup plans")
     parser.add_argument(
         "--cap", type=int, help="what if: SearchService(cap=N) instead of the default cap"
-    )
-    parser.add_argument(
-        "--prototype",
-        action="store_true",
-        help="what if: the service against a two-statement prototype, query by query",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -21,7 +21,7 @@ from services.filters import ClientFilter, FilterContext
 from services.normalize import CAR_FIELDS, CLIENT_FIELDS, SEARCH_FIELDS, query_probes
 from storage import search_repo
 from storage.filters import filters_condition
-from storage.models import Client, ClientCar
+from storage.models import Client
 
 MAX_QUERY_CHARS = 100
 MIN_SUBSTRING = 3  # trigram indexes need three characters
@@ -94,12 +94,6 @@ class SearchResult:
         return bool(self.clients_total or self.cars_total)
 
 
-@dataclass(frozen=True, slots=True)
-class _Match:
-    tier: Tier
-    field: str
-
-
 class SearchService:
     def __init__(
         self,
@@ -138,8 +132,9 @@ class SearchService:
         ``joined``: ``offset`` and ``limit`` cut the list of the clients followed by the cars
         (one page of the search screen) instead of each list on its own.
 
-        Two statements whatever the query (three with filters): every index lookup in one,
-        then the page of clients and of cars ranked in SQL; only the page's rows are read."""
+        One statement whatever the query (``storage.search_repo.search_page``): every
+        index lookup, the best match of each client and car, the ranked page and the
+        totals; only the page's rows are read."""
         text = text or ""
         result = SearchResult(query=text)
         if not text.strip():
@@ -164,31 +159,24 @@ class SearchService:
             search_repo.Lookup(term, frozenset(fields), tuple(_words(term, fields)))
             for term, fields in by_term.items()
         ]
-        matches, result.more = await self._lookup(session, lookups)
-
-        client_ids = [oid for (kind, oid) in matches if kind == "client"]
-        car_ids = [oid for (kind, oid) in matches if kind == "car"]
+        condition = None
         if filters:
             if ctx is None:
                 raise ValueError("filters need a FilterContext")
-            client_ids, car_ids = await _apply_filters(session, client_ids, car_ids, filters, ctx)
-        result.clients_total, result.cars_total = len(client_ids), len(car_ids)
-        if joined:
-            # One page of the list the search screen shows: the clients, then the cars.
-            clients_page = (offset, max(0, min(offset + limit, len(client_ids)) - offset))
-            car_start = max(offset, len(client_ids))
-            cars_page = (car_start - len(client_ids), max(0, offset + limit - car_start))
-        else:
-            clients_page = cars_page = (offset, limit)
-        rows = await search_repo.ranked_pages(
+            condition = filters_condition(filters, ctx)
+        page = await search_repo.search_page(
             session,
-            [
-                ("client", _by_tier(client_ids, "client", matches), *clients_page),
-                ("car", _by_tier(car_ids, "car", matches), *cars_page),
-            ],
+            lookups,
+            self.cap,
+            offset=offset,
+            limit=limit,
+            joined=joined,
+            condition=condition,
         )
-        for row in rows:
-            m = matches[(row.owner_type, row.id)]
+        result.clients_total, result.cars_total = page.clients_total, page.cars_total
+        result.more = page.capped
+        for row in page.rows:
+            tier = Tier(row.tier)
             if row.owner_type == "client":
                 result.clients.append(
                     ClientHit(
@@ -197,8 +185,8 @@ class SearchService:
                         str(row.a),
                         row.b,
                         row.c,
-                        m.field,
-                        m.tier,
+                        row.field,
+                        tier,
                         row.last_activity_at,
                     )
                 )
@@ -211,49 +199,12 @@ class SearchService:
                         row.b,
                         row.c,
                         row.year,
-                        m.field,
-                        m.tier,
+                        row.field,
+                        tier,
                         row.last_activity_at,
                     )
                 )
         return result
-
-    async def _lookup(
-        self, session: AsyncSession, lookups: list[search_repo.Lookup]
-    ) -> tuple[dict[tuple[str, int], _Match], bool]:
-        """The owners whose terms match, each with its best tier (exact, prefix, substring)
-        and the field of that match; and True when a lookup hit its cap. Exact and prefix
-        matches come from the B-tree and are never crowded out by substring ones."""
-        matches: dict[tuple[str, int], _Match] = {}
-        found = await search_repo.tagged_candidates(session, lookups, self.cap)
-        per_part: dict[int, int] = {}
-        for cand in found:
-            per_part[cand.part] = per_part.get(cand.part, 0) + 1
-            lookup = lookups[cand.part // search_repo.PARTS]
-            term = lookup.term
-            if not all(w in cand.term for w in lookup.words or (term,)):
-                continue  # the index is a pre-filter; the folded text decides
-            if cand.term == term:
-                tier = Tier.EXACT
-            elif cand.term.startswith(term):
-                tier = Tier.PREFIX
-            else:
-                tier = Tier.SUBSTRING
-            key = (cand.owner_type, cand.owner_id)
-            old = matches.get(key)
-            if old is None or tier < old.tier:
-                matches[key] = _Match(tier, cand.field)
-        more = any(count >= self.cap for count in per_part.values())
-        return matches, more
-
-
-def _by_tier(
-    ids: list[int], kind: str, matches: Mapping[tuple[str, int], _Match]
-) -> dict[int, list[int]]:
-    tiers: dict[int, list[int]] = {}
-    for i in ids:
-        tiers.setdefault(int(matches[(kind, i)].tier), []).append(i)
-    return tiers
 
 
 def _words(term: str, fields: set[str]) -> list[str]:
@@ -264,28 +215,6 @@ def _words(term: str, fields: set[str]) -> list[str]:
         words = [w for w in term.split(" ") if len(w) >= MIN_SUBSTRING]
         return words
     return [term] if len(term) >= minimum else []
-
-
-async def _apply_filters(
-    session: AsyncSession,
-    client_ids: list[int],
-    car_ids: list[int],
-    filters: frozenset[ClientFilter],
-    ctx: FilterContext,
-) -> tuple[list[int], list[int]]:
-    condition = filters_condition(filters, ctx)
-    if client_ids:
-        rows = await session.execute(select(Client.id).where(Client.id.in_(client_ids), condition))
-        client_ids = [r[0] for r in rows]
-    if car_ids:
-        rows = await session.execute(
-            select(ClientCar.car_id)
-            .join(Client, Client.id == ClientCar.client_id)
-            .where(ClientCar.car_id.in_(car_ids), condition)
-            .distinct()
-        )
-        car_ids = [r[0] for r in rows]
-    return client_ids, car_ids
 
 
 async def list_clients(

@@ -6,8 +6,7 @@ B-tree on ``search_terms.term`` for exact and prefix matches."""
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -16,6 +15,7 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    and_,
     bindparam,
     case,
     cast,
@@ -23,14 +23,16 @@ from sqlalchemy import (
     func,
     literal_column,
     null,
+    or_,
     select,
     table,
+    true,
     type_coerce,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Car, Client, SearchTerm
+from storage.models import Car, Client, ClientCar, SearchTerm
 
 # SQLite (migration 0010): free text in an FTS5 trigram index whose rowid is the term's id
 # negated (its natural order is the newest first); codes and numbers by their grams, the
@@ -72,12 +74,9 @@ class Lookup(NamedTuple):
     words: tuple[str, ...]
 
 
-class TaggedCandidate(NamedTuple):
-    part: int  # PARTS × the lookup's position + PREFIX, TEXT or CODES
-    owner_type: str
-    owner_id: int
-    field: str
-    term: str
+# How a search's lookups are laid out: per lookup, (number of words, its fields, its
+# free-text fields, its code fields). Statements are built once per shape.
+Shape = tuple[tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...]
 
 
 def _split(dialect: str, fields: Collection[str]) -> tuple[list[str], list[str]]:
@@ -90,32 +89,27 @@ def _split(dialect: str, fields: Collection[str]) -> tuple[list[str], list[str]]
     )
 
 
-def lookups_query(dialect: str, lookups: Sequence[Lookup], cap: int) -> tuple[Any, dict]:
-    """Every lookup of a search in one statement: per folded form, the B-tree prefix select
-    and (with words) the substring selects, each with its own LIMIT, tagged with ``part``.
-    One statement instead of several per form: in this process each statement costs more
-    than the index lookup it runs. Returns the statement and its parameters; statements
-    are built once per shape (how many forms, how many words, which indexes)."""
+def _shape_and_params(
+    dialect: str, lookups: Sequence[Lookup], cap: int
+) -> tuple[Shape, dict[str, Any]]:
     params: dict[str, Any] = {"cap": cap}
-    shape: list[tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = []
+    shape = []
     for i, lookup in enumerate(lookups):
         params[f"t{i}"] = lookup.term
         params[f"u{i}"] = lookup.term + TOP
         text, codes = _split(dialect, lookup.fields) if lookup.words else ([], [])
         shape.append((len(lookup.words), tuple(sorted(lookup.fields)), tuple(text), tuple(codes)))
-        if text:
-            if dialect == "sqlite":
-                params[f"m{i}"] = " AND ".join(_fts_phrase(w) for w in lookup.words)
-            else:
-                for j, word in enumerate(lookup.words):
-                    params[f"w{i}_{j}"] = f"%{_like_escape(word)}%"
+        for j, word in enumerate(lookup.words):
+            params[f"w{i}_{j}"] = word
+            if dialect != "sqlite":
+                params[f"l{i}_{j}"] = f"%{_like_escape(word)}%"
+        if text and dialect == "sqlite":
+            params[f"m{i}"] = " AND ".join(_fts_phrase(w) for w in lookup.words)
         if codes:
             longest = max(lookup.words, key=len)
             params[f"g{i}"] = longest[:GRAM]
             params[f"h{i}"] = longest[:GRAM] + TOP
-            for j, word in enumerate(lookup.words):
-                params[f"w{i}_{j}"] = word
-    return _lookups_template(dialect, tuple(shape)), params
+    return tuple(shape), params
 
 
 def _fields_in(fields: tuple[str, ...]) -> ColumnElement[bool]:
@@ -126,78 +120,105 @@ def _fields_in(fields: tuple[str, ...]) -> ColumnElement[bool]:
     return SearchTerm.field.in_([literal_column(f"'{f}'") for f in fields])
 
 
-@functools.lru_cache(maxsize=512)
-def _lookups_template(
-    dialect: str, shape: tuple[tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...]
-) -> Any:
+def _part_selects(dialect: str, shape: Shape) -> list[Select]:
+    """Every index lookup of a search, each with its own LIMIT: per folded form, the
+    B-tree prefix select and (with words) the substring selects. Each row carries its
+    ``part`` (PARTS × lookup + PREFIX, TEXT or CODES) and its tier: 0 the term itself,
+    1 a term starting with it, 2 one containing every word (checked here whole: the
+    trigram index ignores case, and a gram holds only the first GRAM characters)."""
     cols = (SearchTerm.owner_type, SearchTerm.owner_id, SearchTerm.field, SearchTerm.term)
     cap = bindparam("cap", type_=Integer)
-    parts: list[Select] = []
+    selects: list[Select] = []
     for i, (words, fields, text, codes) in enumerate(shape):
-        prefix = (
-            select(*cols)
-            .where(SearchTerm.term >= bindparam(f"t{i}"), SearchTerm.term < bindparam(f"u{i}"))
-            .where(_fields_in(fields))
-            .order_by(SearchTerm.term)
-            .limit(cap)
+        term = bindparam(f"t{i}", type_=String)
+        upper = bindparam(f"u{i}", type_=String)
+        exact = SearchTerm.term == term
+        tier = case(
+            (exact, 0), (and_(SearchTerm.term >= term, SearchTerm.term < upper), 1), else_=2
         )
-        selects = [(PARTS * i + PREFIX, prefix)]
+        contains = [
+            func.instr(SearchTerm.term, bindparam(f"w{i}_{j}", type_=String)) > 0
+            for j in range(words)
+        ]
+        parts: list[tuple[int, Select]] = [
+            (
+                PREFIX,
+                select(*cols, case((exact, 0), else_=1).label("tier"))
+                .where(SearchTerm.term >= term, SearchTerm.term < upper)
+                .where(_fields_in(fields))
+                .order_by(SearchTerm.term)
+                .limit(cap),
+            )
+        ]
         if text and dialect == "sqlite":
             fts = SEARCH_FTS_TEXT
-            selects.append(
+            parts.append(
                 (
-                    PARTS * i + TEXT,
-                    select(*cols)
+                    TEXT,
+                    select(*cols, tier.label("tier"))
                     .select_from(fts)
                     .join(SearchTerm, SearchTerm.id == -fts.c.rowid)
                     .where(fts.c.term.op("MATCH")(bindparam(f"m{i}", type_=String)))
-                    .where(_fields_in(text))
+                    .where(_fields_in(text), *contains)
                     .limit(cap),  # the index's own order: the newest first
                 )
             )
         elif text:
             likes = [
-                SearchTerm.term.like(bindparam(f"w{i}_{j}", type_=String), escape="\\")
+                SearchTerm.term.like(bindparam(f"l{i}_{j}", type_=String), escape="\\")
                 for j in range(words)
             ]
-            selects.append(
+            parts.append(
                 (
-                    PARTS * i + TEXT,
-                    select(*cols).where(*likes).where(_fields_in(text)).limit(cap),
+                    TEXT,
+                    select(*cols, tier.label("tier"))
+                    .where(*likes)
+                    .where(_fields_in(text))
+                    .limit(cap),
                 )
             )
         if codes:
             grams = SEARCH_GRAMS
-            found = [
-                func.instr(SearchTerm.term, bindparam(f"w{i}_{j}", type_=String)) > 0
-                for j in range(words)
-            ]
-            selects.append(
+            parts.append(
                 (
-                    PARTS * i + CODES,
-                    select(*cols)
+                    CODES,
+                    select(*cols, tier.label("tier"))
                     .select_from(grams)
                     .join(SearchTerm, SearchTerm.id == grams.c.term_id)
                     .where(
                         grams.c.gram >= bindparam(f"g{i}", type_=String),
                         grams.c.gram < bindparam(f"h{i}", type_=String),
                     )
-                    .where(_fields_in(codes), *found)
+                    .where(_fields_in(codes), *contains)
                     .limit(cap),
                 )
             )
-        for tag, stmt in selects:
+        for kind, stmt in parts:
             sub = stmt.subquery()
-            parts.append(select(literal_column(str(tag)).label("part"), *sub.c))
-    return parts[0] if len(parts) == 1 else union_all(*parts)
+            selects.append(select(literal_column(str(PARTS * i + kind)).label("part"), *sub.c))
+    return selects
+
+
+def lookups_query(dialect: str, lookups: Sequence[Lookup], cap: int) -> tuple[Any, dict]:
+    """Every index lookup of a search in one statement (rows: part, owner_type, owner_id,
+    field, term, tier) and its parameters."""
+    shape, params = _shape_and_params(dialect, lookups, cap)
+    return _lookups_template(dialect, shape), params
+
+
+@functools.lru_cache(maxsize=512)
+def _lookups_template(dialect: str, shape: Shape) -> Any:
+    selects = _part_selects(dialect, shape)
+    return selects[0] if len(selects) == 1 else union_all(*selects)
 
 
 def substring_query(dialect: str, words: Sequence[str], fields: Collection[str], cap: int) -> Any:
     """Terms of ``fields`` that contain every word (each of 3+ characters), through the
     substring indexes: the substring selects of :func:`lookups_query` for one lookup."""
-    lookup = Lookup(words[0], frozenset(fields), tuple(words))
-    stmt, params = lookups_query(dialect, [lookup], cap)
-    selects = stmt.selects[1:] if hasattr(stmt, "selects") else []
+    shape, params = _shape_and_params(
+        dialect, [Lookup(words[0], frozenset(fields), tuple(words))], cap
+    )
+    selects = _part_selects(dialect, shape)[1:]
     if not selects:
         raise ValueError("no substring index for these fields")
     query = selects[0] if len(selects) == 1 else union_all(*selects)
@@ -220,25 +241,15 @@ async def substring_candidates(
 ) -> list[Candidate]:
     dialect = session.get_bind().dialect.name
     result = await session.execute(substring_query(dialect, words, fields, cap))
-    return [Candidate(*row[1:]) for row in result]
+    return [Candidate(row.owner_type, row.owner_id, row.field, row.term) for row in result]
 
 
-async def tagged_candidates(
-    session: AsyncSession, lookups: Sequence[Lookup], cap: int
-) -> list[TaggedCandidate]:
-    """The candidates of every lookup, in the order of ``lookups`` (prefix before
-    substring), each lookup's in the order its index gives them."""
-    dialect = session.get_bind().dialect.name
-    stmt, params = lookups_query(dialect, lookups, cap)
-    result = await session.execute(stmt, params)
-    return [TaggedCandidate(*row) for row in result]
-
-
-# --- one ranked page of clients and of cars ------------------------------------------------
+# --- the search in one statement: lookups, best match per owner, ranked page, totals ------
 
 
 class PageRow(NamedTuple):
-    """A client (``a, b, c`` = kind, INN, main phone) or a car (plate, VIN, body number)."""
+    """A client (``a, b, c`` = kind, INN, main phone) or a car (plate, VIN, body number),
+    with the tier and field of its best match."""
 
     owner_type: str
     id: int
@@ -249,107 +260,153 @@ class PageRow(NamedTuple):
     year: int | None
     last_activity_at: datetime
     tier: int
+    field: str
 
 
-def _ids(dialect: str, name: str) -> Any:
-    """A list of ids as one parameter. On SQLite a JSON array read by ``json_each``: an
-    expanding ``IN`` is rendered anew for every length, and SQLite prepares each rendering
-    again (hundreds of parameters for a capped search)."""
-    if dialect == "sqlite":
-        return select(func.json_each(bindparam(name, type_=String)).table_valued("value").c.value)
-    return bindparam(name, expanding=True)
+class SearchPage(NamedTuple):
+    rows: list[PageRow]  # the clients, then the cars, each ranked
+    clients_total: int
+    cars_total: int
+    capped: bool  # a lookup hit its cap: there are more matches than the totals say
 
 
-def _id_list(dialect: str, ids: Sequence[int]) -> Any:
-    return json.dumps(list(ids)) if dialect == "sqlite" else list(ids)
-
-
-@functools.lru_cache(maxsize=64)
-def _ranked(dialect: str, kind: str, tiers: tuple[int, ...]) -> Select:
-    """The page of ``kind`` among the ids (``ids_<kind>``) grouped by tier
-    (``tier_<kind>_<n>``, for each tier in ``tiers``): tier, latest activity, name (code
-    point order on both databases), id. Only the page's rows are read. Built once per
-    shape."""
-    model: type[Client] | type[Car] = Client if kind == "client" else Car
-    order: list[Any] = []
-    if len(tiers) == 1:
-        tier: ColumnElement[int] = literal_column(str(tiers[0]), Integer)
-    else:
-        # The last tier needs no test: every id is in one of them.
-        whens: list[Any] = [
-            (model.id.in_(_ids(dialect, f"tier_{kind}_{t}")), literal_column(str(t)))
-            for t in tiers[:-1]
-        ]
-        tier = case(*whens, else_=literal_column(str(tiers[-1])))
-        order.append(tier)
-    name: Any = model.name
-    if dialect == "postgresql":
-        name = model.name.collate("C")
-    if kind == "client":
-        cols: tuple[Any, ...] = (
-            type_coerce(Client.kind, String),
-            Client.inn,
-            Client.main_phone,
-            cast(null(), Integer),  # typed: PostgreSQL reads a bare NULL as text
+def _page_statement(
+    dialect: str, shape: Shape, joined: bool, condition: ColumnElement[bool] | None
+) -> Any:
+    """The whole search as one statement. ``cand``: every lookup's rows; ``owners``: each
+    client and car once, with its best tier (then the earliest lookup) and that match's
+    field, kept by ``condition`` on the client when given; then the page, ranked by tier,
+    latest activity, name (code point order on both databases) and id; every row also
+    carries the totals, and a page past the end is one row of totals alone."""
+    cand = union_all(*_part_selects(dialect, shape)).cte("cand")
+    best = select(
+        cand.c.owner_type,
+        cand.c.owner_id,
+        cand.c.field,
+        cand.c.tier,
+        func.row_number()
+        .over(
+            partition_by=(cand.c.owner_type, cand.c.owner_id), order_by=(cand.c.tier, cand.c.part)
         )
-    else:
-        cols = (Car.plate, Car.vin, Car.body_number, Car.year)
+        .label("rn"),
+    ).subquery("best")
+    owners_q = select(best.c.owner_type, best.c.owner_id, best.c.field, best.c.tier).where(
+        best.c.rn == 1
+    )
+    if condition is not None:
+        cars_of_kept = (
+            select(ClientCar.car_id)
+            .join(Client, Client.id == ClientCar.client_id)
+            .where(condition)
+        )
+        owners_q = owners_q.where(
+            or_(
+                and_(
+                    best.c.owner_type == "client",
+                    best.c.owner_id.in_(select(Client.id).where(condition)),
+                ),
+                and_(best.c.owner_type == "car", best.c.owner_id.in_(cars_of_kept)),
+            )
+        )
+    owners = owners_q.cte("owners")
+    n_clients = (
+        select(func.count()).select_from(owners).where(owners.c.owner_type == "client")
+    ).scalar_subquery()
+    n_cars = (
+        select(func.count()).select_from(owners).where(owners.c.owner_type == "car")
+    ).scalar_subquery()
+    per_part = select(func.count().label("n")).select_from(cand).group_by(cand.c.part).subquery()
+    capped = select(func.coalesce(func.max(per_part.c.n), 0)).scalar_subquery()
+
+    ranked = []
+    for kind in ("client", "car"):
+        model: type[Client] | type[Car] = Client if kind == "client" else Car
+        name: Any = model.name.collate("C") if dialect == "postgresql" else model.name
+        if kind == "client":
+            cols: tuple[Any, ...] = (
+                type_coerce(Client.kind, String).label("a"),
+                Client.inn.label("b"),
+                Client.main_phone.label("c"),
+                cast(null(), Integer).label("year"),  # typed: PostgreSQL reads NULL as text
+            )
+        else:
+            cols = (
+                Car.plate.label("a"),
+                Car.vin.label("b"),
+                Car.body_number.label("c"),
+                Car.year.label("year"),
+            )
+        position: Any = func.row_number().over(
+            order_by=(owners.c.tier, model.last_activity_at.desc(), name, model.id)
+        )
+        if kind == "car" and joined:
+            position = position + n_clients  # one list: the clients, then the cars
+        ranked.append(
+            select(
+                literal_column(f"'{kind}'", String).label("owner_type"),
+                model.id,
+                model.name,
+                *cols,
+                model.last_activity_at,
+                owners.c.tier,
+                owners.c.field,
+                position.label("pos"),
+            )
+            .select_from(owners)
+            .join(model, and_(owners.c.owner_type == kind, model.id == owners.c.owner_id))
+        )
+    rows = union_all(*ranked).subquery("ranked")
+    offset = bindparam("offset", type_=Integer)
+    page = (
+        select(rows)
+        .where(rows.c.pos > offset, rows.c.pos <= offset + bindparam("limit", type_=Integer))
+        .subquery("page")
+    )
+    totals = select(
+        n_clients.label("n_clients"), n_cars.label("n_cars"), capped.label("most")
+    ).subquery("totals")
     return (
-        select(
-            literal_column(f"'{kind}'", String).label("owner_type"),
-            model.id,
-            model.name,
-            *cols,
-            model.last_activity_at,
-            tier.label("tier"),
-        )
-        .where(model.id.in_(_ids(dialect, f"ids_{kind}")))
-        .order_by(*order, model.last_activity_at.desc(), name, model.id)
-        .offset(bindparam(f"offset_{kind}", type_=Integer))
-        .limit(bindparam(f"limit_{kind}", type_=Integer))
+        select(totals, page)
+        .select_from(totals.outerjoin(page, true()))
+        .order_by(page.c.owner_type != "client", page.c.pos)
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _ranked_union(dialect: str, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> Any:
-    stmts = [_ranked(dialect, kind, tiers) for kind, tiers in shapes]
-    if len(stmts) == 1:
-        return stmts[0]
-    return union_all(*(select(s.subquery()) for s in stmts))
+@functools.lru_cache(maxsize=256)
+def _page_template(dialect: str, shape: Shape, joined: bool) -> Any:
+    return _page_statement(dialect, shape, joined, None)
 
 
-async def ranked_pages(
+async def search_page(
     session: AsyncSession,
-    pages: Sequence[tuple[str, Mapping[int, Sequence[int]], int, int]],
-) -> list[PageRow]:
-    """One statement for a page of clients and a page of cars: ``pages`` holds
-    ``(kind, ids by tier, offset, limit)`` per kind; rows come kind by kind, ranked."""
+    lookups: Sequence[Lookup],
+    cap: int,
+    *,
+    offset: int,
+    limit: int,
+    joined: bool,
+    condition: ColumnElement[bool] | None = None,
+) -> SearchPage:
+    """One page of a search, found and ranked in one statement. ``joined``: ``offset`` and
+    ``limit`` cut the list of the clients followed by the cars (one page of the search
+    screen); else each kind's list on its own. ``condition``: only clients meeting it and
+    the cars of such clients (the search's filters)."""
     dialect = session.get_bind().dialect.name
-    shapes = []
-    params: dict[str, Any] = {}
-    for kind, by_tier, offset, limit in pages:
-        if not by_tier or limit <= 0:
-            continue
-        tiers = tuple(sorted(by_tier))
-        shapes.append((kind, tiers))
-        params[f"ids_{kind}"] = _id_list(dialect, [i for t in tiers for i in by_tier[t]])
-        for t in tiers[:-1]:
-            params[f"tier_{kind}_{t}"] = _id_list(dialect, by_tier[t])
-        params[f"offset_{kind}"], params[f"limit_{kind}"] = offset, limit
-    if not shapes:
-        return []
-    stmt = _ranked_union(dialect, tuple(shapes))
-    rows = [PageRow(*row) for row in await session.execute(stmt, params)]
-    # The database ranked each page; a compound statement need not keep that order.
-    rows.sort(key=_rank_key)
-    return rows
-
-
-def _rank_key(row: PageRow) -> tuple[bool, int, float, str, int]:
-    return (
-        row.owner_type != "client",
-        row.tier,
-        -row.last_activity_at.timestamp(),
-        row.name,
-        row.id,
+    shape, params = _shape_and_params(dialect, lookups, cap)
+    params["offset"], params["limit"] = offset, limit
+    stmt = (
+        _page_template(dialect, shape, joined)
+        if condition is None
+        else _page_statement(dialect, shape, joined, condition)
     )
+    result = (await session.execute(stmt, params)).all()
+    first = result[0]
+    rows = [
+        PageRow(
+            r.owner_type, r.id, r.name, r.a, r.b, r.c, r.year,
+            r.last_activity_at, r.tier, r.field,
+        )
+        for r in result
+        if r.owner_type is not None
+    ]  # fmt: skip
+    return SearchPage(rows, first.n_clients, first.n_cars, first.most >= cap)
