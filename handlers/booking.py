@@ -31,7 +31,7 @@ from babel.dates import format_date
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
-from handlers import IsStaff, dialogs, fmt, navigation
+from handlers import IsStaff, Magic, dialogs, fmt, navigation
 from handlers.alerts import AlertContext, Rendered, renders
 from handlers.callbacks import (
     ArrivalMaster,
@@ -87,13 +87,13 @@ def make_router() -> Router:
     router.callback_query.register(on_arrival_step, ArrivalStep.filter())
     router.callback_query.register(on_master, ArrivalMaster.filter())
     router.message.register(
-        on_reason, StateFilter(BookingDialog.reason), F.text, dialogs.not_a_command
+        on_reason, StateFilter(BookingDialog.reason), Magic(F.text), dialogs.not_a_command
     )
     router.message.register(
-        on_mileage, StateFilter(ArrivalDialog.mileage), F.text, dialogs.not_a_command
+        on_mileage, StateFilter(ArrivalDialog.mileage), Magic(F.text), dialogs.not_a_command
     )
     router.message.register(
-        on_complaint, StateFilter(ArrivalDialog.complaint), F.text, dialogs.not_a_command
+        on_complaint, StateFilter(ArrivalDialog.complaint), Magic(F.text), dialogs.not_a_command
     )
     return router
 

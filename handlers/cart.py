@@ -23,7 +23,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
-from handlers import IsStaff, fmt
+from handlers import IsStaff, Magic, dialogs, fmt
 from handlers.callbacks import (
     CartAction,
     CartView,
@@ -78,13 +78,13 @@ def make_router() -> Router:
     router.callback_query.register(on_action, CartAction.filter())
     router.callback_query.register(on_price_pick, PricePick.filter())
     router.callback_query.register(on_plan_pick, PlanPick.filter())
-    router.message.register(on_search_text, StateFilter(CartDialog.search), F.text, _not_command)
-    router.message.register(on_quantity, StateFilter(CartDialog.quantity), F.text, _not_command)
+    router.message.register(
+        on_search_text, StateFilter(CartDialog.search), Magic(F.text), dialogs.not_a_command
+    )
+    router.message.register(
+        on_quantity, StateFilter(CartDialog.quantity), Magic(F.text), dialogs.not_a_command
+    )
     return router
-
-
-def _not_command(message: Message) -> bool:
-    return not (message.text or "").startswith("/")
 
 
 # --- texts ------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
-from handlers import IsClient, fmt
+from handlers import IsClient, Magic, fmt
 from handlers.callbacks import ClientOrder, ClientPay, ClientScreen, ClientView
 from handlers.fmt import q
 from handlers.navigation import show
@@ -49,7 +49,7 @@ def make_router() -> Router:
     router.message.register(on_start, CommandStart())
     router.message.register(show_menu, Command("help"))
     router.message.register(on_stop, Command("stop"))
-    router.message.register(already_linked, F.contact)
+    router.message.register(already_linked, Magic(F.contact))
     router.message.register(on_message)  # anything else goes to the shop
     router.edited_message.register(ignore)
     router.callback_query.register(on_screen, ClientScreen.filter())

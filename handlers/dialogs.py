@@ -96,5 +96,7 @@ async def retire(bot: Bot | None, chat_id: int, message_id: int | None) -> None:
         await bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id)
 
 
-def not_a_command(message: Message) -> bool:
+async def not_a_command(message: Message) -> bool:
+    """A dialog's answer, not a command (a coroutine: aiogram runs a plain function filter
+    in a worker thread)."""
     return not (message.text or "").startswith("/")

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
 from bot.i18n import LANGUAGES
-from handlers import IsStaff, IsStranger, fmt
+from handlers import IsStaff, IsStranger, Magic, fmt
 from handlers.callbacks import ClientInvite, LinkDecision
 from handlers.client import consent_text, menu_screen
 from handlers.fmt import q
@@ -56,7 +56,7 @@ def make_invite_router() -> Router:
     router = Router(name="client-invites")
     router.message.register(
         redeem,
-        F.chat.type == ChatType.PRIVATE,
+        Magic(F.chat.type == ChatType.PRIVATE),
         CommandStart(deep_link=True, magic=F.args.startswith(invites.CLIENT_PREFIX)),
     )
     return router
@@ -65,8 +65,8 @@ def make_invite_router() -> Router:
 def make_router() -> Router:
     """Strangers sharing their phone."""
     router = Router(name="linking")
-    router.message.filter(IsStranger(), F.chat.type == ChatType.PRIVATE)
-    router.message.register(on_contact, F.contact)
+    router.message.filter(IsStranger(), Magic(F.chat.type == ChatType.PRIVATE))
+    router.message.register(on_contact, Magic(F.contact))
     return router
 
 

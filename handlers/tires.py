@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
-from handlers import IsStaff, dialogs, fmt, navigation
+from handlers import IsStaff, Magic, dialogs, fmt, navigation
 from handlers.alerts import AlertContext, Rendered, renders
 from handlers.callbacks import OpenClient, TireForm, TireIssue, TireList, TireOpen
 from handlers.fmt import q
@@ -53,7 +53,7 @@ def make_router() -> Router:
     router.callback_query.register(on_open, TireOpen.filter())
     router.callback_query.register(on_issue, TireIssue.filter())
     router.message.register(
-        on_typed, StateFilter(TireDialog.typing), F.text, dialogs.not_a_command
+        on_typed, StateFilter(TireDialog.typing), Magic(F.text), dialogs.not_a_command
     )
     return router
 
