@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.i18n import LANGUAGES
 from services import clients_link
 from services import staff as staff_service
-from storage.db import begin_single_read
+from storage.db import begin_reads
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
@@ -48,7 +48,7 @@ class StaffMiddleware(BaseMiddleware):
         if user is not None and not user.is_bot:
             # Re-read on every update (a role change or a deactivation applies at once);
             # one SELECT, so on SQLite it needs no BEGIN.
-            await begin_single_read(session)
+            await begin_reads(session)
             data["staff"] = await staff_service.get_active(session, user.id)
             # End the read transaction now: a handler that writes then starts its own,
             # and on SQLite can take the write lock first (storage.db.begin_immediate).

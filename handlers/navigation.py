@@ -25,6 +25,7 @@ from handlers.callbacks import Back
 from handlers.screens import RENDERERS, Forbidden, Screen, ScreenContext, Stale, render
 from services import audit
 from services.search import SearchService
+from storage.db import begin_reads
 from storage.models import Staff
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ async def on_screen(
     state: FSMContext,
 ) -> None:
     ctx = screen_context(session, staff, settings, search_service, state)
+    await begin_reads(session)  # a screen only reads
     try:
         screen = await render(callback_data, ctx)
     except (Forbidden, Stale) as exc:

@@ -21,6 +21,7 @@ from handlers.screens import PAGE, Forbidden, Screen, Stale, render, search_resu
 from services.access import Permission, can
 from services.filters import ClientFilter
 from services.search import MAX_QUERY_CHARS, Box, Problem, SearchService
+from storage.db import begin_reads
 from storage.models import Staff
 
 BOX_COMMANDS = {"client": Box.CLIENT, "phone": Box.CONTACT, "car": Box.CAR}
@@ -129,6 +130,7 @@ async def run_search(
     data = await state.get_data()
     filters = frozenset(ClientFilter(f) for f in data.get("filters", []))
     ctx = screen_context(session, staff, settings, search_service, state)
+    await begin_reads(session)  # a search and the card it may open only read
     # The first page of the search screen, so that the screen is not searched again.
     result = await search_service.search(
         session, text, box=box, filters=filters, ctx=ctx.filter_context(), limit=PAGE, joined=True

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import (
 from storage import search_index  # noqa: F401
 
 IMMEDIATE = "ccbot_sqlite_immediate"
-SINGLE_READ = "ccbot_sqlite_single_read"
+READS_ONLY = "ccbot_sqlite_reads_only"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -70,8 +70,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         options = conn.get_execution_options()
-        if options.get(SINGLE_READ, False):
-            return  # one SELECT is atomic on its own: see begin_single_read
+        if options.get(READS_ONLY, False):
+            return  # each SELECT is atomic on its own: see begin_reads
         begin = "BEGIN IMMEDIATE" if options.get(IMMEDIATE, False) else "BEGIN"
         dbapi = conn.connection.dbapi_connection
         if isinstance(dbapi, _OneTripConnection):
@@ -100,11 +100,14 @@ async def begin_immediate(session: AsyncSession) -> None:
     await session.connection(execution_options={IMMEDIATE: True})
 
 
-async def begin_single_read(session: AsyncSession) -> None:
-    """Start a transaction that runs one SELECT and ends (the staff check of every update):
-    on SQLite it needs no BEGIN, and then its commit needs no trip to the database thread
-    either. Nothing may be written in it: each statement would commit on its own."""
-    await session.connection(execution_options={SINGLE_READ: True})
+async def begin_reads(session: AsyncSession) -> None:
+    """Start a "transaction" of reads that need no snapshot together: the staff check of
+    every update, a search, a screen that only shows what it reads. On SQLite it needs no
+    BEGIN, nor a trip to end it: each SELECT is atomic on its own (a screen's statements
+    may then see moments a few milliseconds apart). Call it before anything else in the
+    session's transaction. A write in it would commit on its own, at once: keep to a
+    single statement (the audit row of a refused press)."""
+    await session.connection(execution_options={READS_ONLY: True})
 
 
 # --- SQLite: one trip to aiosqlite's thread per statement --------------------------------

@@ -10,7 +10,13 @@ import aiosqlite
 import pytest
 from sqlalchemy import select, text
 
-from storage.db import begin_immediate, make_engine, make_session_factory, write_transaction
+from storage.db import (
+    begin_immediate,
+    begin_reads,
+    make_engine,
+    make_session_factory,
+    write_transaction,
+)
 from storage.models import Staff
 
 
@@ -101,7 +107,9 @@ async def test_a_write_transaction_takes_the_lock_before_its_first_read(sqlite_e
             )  # fmt: skip
 
     await asyncio.gather(bump("first", 0.3), bump("second", 0))
-    assert order == ["first read 0", "second read 1"]
+    # Whichever took the lock first, the other read after its write: one read 0, one 1
+    # (without the lock both read 0, and one write failed on the same telegram_id).
+    assert sorted(line[-1] for line in order) == ["0", "1"]
 
 
 async def test_begin_immediate_statement_order(sqlite_engine):
@@ -113,3 +121,33 @@ async def test_begin_immediate_statement_order(sqlite_engine):
         await session.execute(text("SELECT 1"))
         await session.rollback()
     assert seen == ["BEGIN IMMEDIATE", "SELECT 1", "ROLLBACK"]
+
+
+async def test_reads_need_no_transaction(sqlite_engine, trips):
+    """A screen's reads (begin_reads): each SELECT on its own, nothing to end after."""
+    factory = make_session_factory(sqlite_engine)
+    async with factory() as session:
+        seen = await _statements(session)
+        await session.rollback()
+        trips[0] = 0
+        await begin_reads(session)
+        await session.execute(text("SELECT 1"))
+        await session.execute(text("SELECT 2"))
+        await session.rollback()
+        assert trips[0] == 2
+    assert seen == ["SELECT 1", "SELECT 2"]
+
+
+async def test_one_write_among_reads_is_kept(sqlite_engine):
+    """The audit row of a refused press, written after a screen's reads, commits by itself."""
+    factory = make_session_factory(sqlite_engine)
+    async with factory() as session:
+        await begin_reads(session)
+        await session.execute(text("SELECT count(*) FROM staff"))
+        await session.execute(
+            text("INSERT INTO staff (telegram_id, name, role, active, created_at) "
+                 "VALUES (7, 'A', 'master', 1, '2026-01-01 00:00:00.000000')")
+        )  # fmt: skip
+        await session.commit()
+    async with factory() as session:
+        assert await session.scalar(text("SELECT count(*) FROM staff")) == 1
