@@ -30,6 +30,7 @@ from storage import search_index  # noqa: F401
 
 IMMEDIATE = "ccbot_sqlite_immediate"
 READS_ONLY = "ccbot_sqlite_reads_only"
+MMAP_BYTES = 2**31 - 2**16  # SQLite's default upper limit (SQLITE_MAX_MMAP_SIZE)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -65,6 +66,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Reads straight from the OS's page cache instead of copying every page into
+        # SQLite's own 2 MB cache: a name search (a few hundred candidates from two
+        # indexes, ranked) no longer evicts its own pages as it goes, about a third less
+        # of its time at 1M clients (docs/performance.md). Address space only; SQLite caps
+        # it at 2 GB by default.
+        cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
