@@ -38,6 +38,7 @@ from aiogram.types import Update  # noqa: E402
 from aiohttp import web  # noqa: E402
 from sqlalchemy import func, or_, select  # noqa: E402
 
+from bot import loop  # noqa: E402
 from bot.app import build  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from handlers.callbacks import OpenCar, OpenClient  # noqa: E402
@@ -451,4 +452,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    loop.run(main())  # the bot's own event loop (bot.loop: uvloop where installed)

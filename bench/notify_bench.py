@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from aiohttp import web  # noqa: E402
 from sqlalchemy import func, insert, select, update  # noqa: E402
 
+from bot import loop  # noqa: E402
 from bot.app import build  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from handlers import alerts  # noqa: E402
@@ -250,4 +251,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    loop.run(main())  # the bot's own event loop

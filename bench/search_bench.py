@@ -21,7 +21,6 @@ each kind's lookups.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from sqlalchemy import event, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession  # noqa: E402
 
+from bot import loop  # noqa: E402
 from services.demo import generate  # noqa: E402
 from services.normalize import query_probes  # noqa: E402
 from services.search import Box, SearchService, _words  # noqa: E402
@@ -504,7 +504,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    return asyncio.run(run(args))
+    return loop.run(run(args))  # the bot's own event loop
 
 
 if __name__ == "__main__":
