@@ -1019,7 +1019,9 @@ async def document_screen(cb: OpenDocument, ctx: ScreenContext) -> Screen:
 
 async def car_screen(cb: OpenCar, ctx: ScreenContext) -> Screen:
     ctx.require(Permission.SEARCH)
-    card = await cards.car_card(ctx.session, cb.car_id)
+    with_history = can(ctx.staff, Permission.CAR_HISTORY)
+    page_of_history = (max(cb.page, 0) * PAGE, PAGE) if with_history else None
+    card = await cards.car_card(ctx.session, cb.car_id, history=page_of_history)
     if card is None:
         raise Stale("car")
     tz = ctx.settings.tz
@@ -1046,10 +1048,8 @@ async def car_screen(cb: OpenCar, ctx: ScreenContext) -> Screen:
                 callback_data=OpenClient(client_id=client.id).pack(),
             )
         )
-    if can(ctx.staff, Permission.CAR_HISTORY):
-        rows, total = await cards.car_history(
-            ctx.session, card.id, offset=max(cb.page, 0) * PAGE, limit=PAGE
-        )
+    if card.history is not None:
+        rows, total = card.history
         page = _page_in_range(cb.page, total)
         lines += ["", "<b>" + _("History ({count})").format(count=total) + "</b>"]
         if not rows:

@@ -10,6 +10,7 @@ the total as a window count).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sqlalchemy import (
     case,
     func,
     select,
+    true,
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -293,6 +295,8 @@ class CarCard:
     year: int | None
     mileage: int | None
     clients: tuple[CarClient, ...]  # owners first, then drivers
+    # One page of «История автомобиля» and the total, when asked for with the card.
+    history: tuple[list[DocumentRow], int] | None = None
 
     @property
     def model_title(self) -> str:
@@ -332,19 +336,72 @@ def _car_card_query(dialect: str) -> Select[*tuple[Any, ...]]:
     ).where(Car.id == car_id)
 
 
-async def car_card(session: AsyncSession, car_id: int) -> CarCard | None:
-    """The car information of the Information tab, or None when there is no such car. One
-    statement: the car and its clients."""
-    query = _car_card_query(session.get_bind().dialect.name)
-    car: Any = (await session.execute(query, {"car_id": car_id})).one_or_none()
-    if car is None:
-        return None
-    clients = tuple(CarClient(i, n, phone, CarRole(role)) for i, n, phone, role in car[-1] or [])
-    cid, name, make, model, body, configuration, vin, body_number, plate, year, mileage = car[:-1]
+@functools.cache
+def _car_card_with_history_query(dialect: str) -> Select[*tuple[Any, ...]]:
+    """The car card and one page of its history: the card's row once per document of the
+    page (or once, the document's columns empty, when the page is empty)."""
+    card = _car_card_query(dialect).subquery("card")
+    page = (
+        select(*DOCUMENT_ROW_COLUMNS, func.count().over().label("total"))
+        .where(*_history_conditions(bindparam("car_id", type_=Integer)))
+        .order_by(Document.date.desc(), Document.id.desc())
+        .offset(bindparam("offset", type_=Integer))
+        .limit(bindparam("limit", type_=Integer))
+        .subquery("page")
+    )
+    return (
+        select(card, page)
+        .select_from(card.outerjoin(page, true()))
+        .order_by(page.c.date.desc(), page.c.id.desc())
+    )
+
+
+def _history_conditions(car_id: Any) -> list[ColumnElement[bool]]:
+    return [Document.car_id == car_id, Document.doc_type.in_(HISTORY_DOC_TYPES)]
+
+
+def _car(row: Any) -> CarCard:
+    clients = tuple(CarClient(i, n, phone, CarRole(role)) for i, n, phone, role in row[11] or [])
+    cid, name, make, model, body, configuration, vin, body_number, plate, year, mileage = row[:11]
     return CarCard(
         cid, name, make, model, body, configuration, vin, body_number, plate, year, mileage,
         clients=clients,
     )  # fmt: skip
+
+
+async def car_card(
+    session: AsyncSession, car_id: int, *, history: tuple[int, int] | None = None
+) -> CarCard | None:
+    """The car information of the Information tab, or None when there is no such car. One
+    statement: the car and its clients, and with ``history`` (offset, limit) one page of
+    its history and the total (``CarCard.history``)."""
+    dialect = session.get_bind().dialect.name
+    if history is None:
+        car: Any = (
+            await session.execute(_car_card_query(dialect), {"car_id": car_id})
+        ).one_or_none()
+        return None if car is None else _car(car)
+    offset, limit = history
+    if offset < 0 or limit < 1:
+        raise ValueError(f"bad page: offset={offset}, limit={limit}")
+    rows = (
+        await session.execute(
+            _car_card_with_history_query(dialect),
+            {"car_id": car_id, "offset": offset, "limit": limit},
+        )
+    ).all()
+    if not rows:
+        return None
+    docs = [document_row(row[12:]) for row in rows if row[12] is not None]
+    if docs:
+        total = rows[0][-1]
+    elif offset:  # past the end of the history: its total alone
+        total = await session.scalar(
+            select(func.count()).select_from(Document).where(*_history_conditions(car_id))
+        )
+    else:
+        total = 0
+    return dataclasses.replace(_car(rows[0]), history=(docs, int(total or 0)))
 
 
 # --- lists of documents -------------------------------------------------------------
@@ -382,8 +439,7 @@ async def car_history(
 ) -> tuple[list[DocumentRow], int]:
     """«История автомобиля»: the car's documents (plans, requests, work orders, orders,
     invoices, sales) newest first, one page, and the total."""
-    conditions = [Document.car_id == car_id, Document.doc_type.in_(HISTORY_DOC_TYPES)]
-    return await _page(session, conditions, offset, limit)
+    return await _page(session, _history_conditions(car_id), offset, limit)
 
 
 async def client_documents(

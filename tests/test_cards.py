@@ -3,6 +3,8 @@ tab, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from services import cards
@@ -220,6 +222,30 @@ async def test_car_history_pages_newest_first(session):
     assert [r.id for r in last] == newest_first[20:]
     assert {r.doc_type for r in page} <= set(kinds)
     assert page[0].repair_type == made[14].repair_type
+
+
+async def test_the_car_card_brings_a_page_of_its_history(session):
+    """One statement for the card and a page of its history: the same as asking for each."""
+    client = await make_client(session)
+    car = await make_car(session, client)
+    bare = await make_car(session, client, vin=None, plate="о777оо77")
+    for day in range(1, 13):
+        await make_document(
+            session, client, DocType.WORK_ORDER, car=car, date=moscow(2023, 1, day)
+        )
+    plain = await cards.car_card(session, car.id)
+    for offset in (0, 10, 20):
+        card = await cards.car_card(session, car.id, history=(offset, 10))
+        assert card is not None and card.history is not None
+        assert dataclasses.replace(card, history=None) == plain
+        rows, total = card.history
+        assert (rows, total) == await cards.car_history(session, car.id, offset=offset, limit=10)
+        assert total == 12 and len(rows) == [10, 2, 0][offset // 10]
+    empty = await cards.car_card(session, bare.id, history=(0, 10))
+    assert empty is not None and empty.history == ([], 0) and empty.plate == bare.plate
+    assert await cards.car_card(session, 424242, history=(0, 10)) is None
+    with pytest.raises(ValueError):
+        await cards.car_card(session, car.id, history=(-1, 10))
 
 
 async def test_same_date_documents_keep_a_stable_order(session):
