@@ -209,6 +209,10 @@ async def test_clients_and_cars_found_together(session, service):
     assert result.clients == [] and car_ids(result) == [car.id]
     result = await service.search(session, "234567", offset=1, limit=2, joined=True)
     assert client_ids(result) == [other.id] and car_ids(result) == [car.id]
+    # A page past the end (a stale pager button) still knows the totals.
+    result = await service.search(session, "234567", offset=4, limit=2, joined=True)
+    assert (result.clients, result.cars) == ([], [])
+    assert (result.clients_total, result.cars_total) == (2, 1)
 
 
 async def test_cap_says_there_is_more(session):
