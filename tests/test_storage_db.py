@@ -61,14 +61,28 @@ async def test_a_read_transaction_is_begin_and_select_in_one_trip(sqlite_engine,
         assert trips[0] == 2  # and the ROLLBACK
 
 
-async def test_begin_runs_first_then_the_statement(sqlite_engine):
+@pytest.mark.parametrize(
+    ("start", "end", "sent", "trips_made"),
+    [
+        (None, "commit", ["BEGIN", "SELECT 1", "COMMIT"], 2),
+        (begin_immediate, "rollback", ["BEGIN IMMEDIATE", "SELECT 1", "ROLLBACK"], 2),
+        # A screen's reads (begin_reads): each SELECT on its own, nothing to end after.
+        (begin_reads, "rollback", ["SELECT 1"], 1),
+    ],
+)
+async def test_what_a_transaction_sends(sqlite_engine, trips, start, end, sent, trips_made):
+    """BEGIN goes first, in the first statement's trip; reads alone send no BEGIN."""
     factory = make_session_factory(sqlite_engine)
     async with factory() as session:
         seen = await _statements(session)
         await session.rollback()
+        trips[0] = 0
+        if start is not None:
+            await start(session)
         await session.execute(text("SELECT 1"))
-        await session.commit()
-    assert seen == ["BEGIN", "SELECT 1", "COMMIT"]
+        await getattr(session, end)()
+        assert trips[0] == trips_made
+    assert seen == sent
 
 
 async def test_a_transaction_that_ran_nothing_sends_nothing(sqlite_engine, trips):
@@ -110,32 +124,6 @@ async def test_a_write_transaction_takes_the_lock_before_its_first_read(sqlite_e
     # Whichever took the lock first, the other read after its write: one read 0, one 1
     # (without the lock both read 0, and one write failed on the same telegram_id).
     assert sorted(line[-1] for line in order) == ["0", "1"]
-
-
-async def test_begin_immediate_statement_order(sqlite_engine):
-    factory = make_session_factory(sqlite_engine)
-    async with factory() as session:
-        seen = await _statements(session)
-        await session.rollback()
-        await begin_immediate(session)
-        await session.execute(text("SELECT 1"))
-        await session.rollback()
-    assert seen == ["BEGIN IMMEDIATE", "SELECT 1", "ROLLBACK"]
-
-
-async def test_reads_need_no_transaction(sqlite_engine, trips):
-    """A screen's reads (begin_reads): each SELECT on its own, nothing to end after."""
-    factory = make_session_factory(sqlite_engine)
-    async with factory() as session:
-        seen = await _statements(session)
-        await session.rollback()
-        trips[0] = 0
-        await begin_reads(session)
-        await session.execute(text("SELECT 1"))
-        await session.execute(text("SELECT 2"))
-        await session.rollback()
-        assert trips[0] == 2
-    assert seen == ["SELECT 1", "SELECT 2"]
 
 
 async def test_one_write_among_reads_is_kept(sqlite_engine):
