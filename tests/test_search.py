@@ -10,6 +10,7 @@ from sqlalchemy import insert, text
 from services.normalize import parse_phone
 from services.search import Box, Problem, SearchService, Tier
 from storage import search_repo
+from storage.db import make_engine, make_session_factory
 from storage.models import (
     Car,
     Client,
@@ -363,11 +364,19 @@ async def _sqlite_index(session, term_id: int) -> tuple[set[str], bool]:
     return grams, bool(in_text)
 
 
-async def test_sqlite_triggers_keep_both_indexes_in_step(session, dialect):
+@pytest.fixture
+async def sqlite_session(sqlite_url):
+    """SQLite only: its own indexes (PostgreSQL has one trigram index)."""
+    engine = make_engine(sqlite_url)
+    async with make_session_factory(engine)() as session:
+        yield session
+    await engine.dispose()
+
+
+async def test_sqlite_triggers_keep_both_indexes_in_step(sqlite_session):
     """Written, changed and deleted through the ORM, a term is in the index of its kind of
     field only, with exactly its grams; the free-text index finds it by a fragment."""
-    if dialect != "sqlite":
-        pytest.skip("SQLite's own indexes (PostgreSQL has one trigram index)")
+    session = sqlite_session
     vin = SearchTerm(owner_type="car", owner_id=1, field="vin", term="XTA21099012345678")
     name = SearchTerm(owner_type="client", owner_id=1, field="name", term="петров пётр")
     session.add_all([vin, name])
