@@ -373,7 +373,7 @@ async def explain(engine: AsyncEngine, queries: dict[str, list[str]]) -> None:
                 by_term.setdefault(probe.term, set()).add(probe.field)
             for term, fields in by_term.items():
                 words = _words(term, fields)
-                stmts = [("prefix", search_repo.prefix_query(term, fields, service.cap))]
+                stmts = [("prefix", search_repo.prefix_query(dialect, term, fields, service.cap))]
                 if words:
                     sub = search_repo.substring_query(dialect, words, fields, service.cap)
                     stmts.append(("substring", sub))

@@ -200,41 +200,26 @@ def _part_selects(dialect: str, shape: Shape) -> list[Select]:
     return selects
 
 
-def lookups_query(dialect: str, lookups: Sequence[Lookup], cap: int) -> tuple[Any, dict]:
-    """Every index lookup of a search in one statement (rows: part, owner_type, owner_id,
-    field, term, tier) and its parameters."""
-    shape, params = _shape_and_params(dialect, lookups, cap)
-    return _lookups_template(dialect, shape), params
-
-
-@functools.lru_cache(maxsize=512)
-def _lookups_template(dialect: str, shape: Shape) -> Any:
-    selects = _part_selects(dialect, shape)
-    return selects[0] if len(selects) == 1 else union_all(*selects)
+def _lookup_selects(dialect: str, lookup: Lookup, cap: int) -> list[Select]:
+    """The selects of one lookup as a search runs them, parameters bound: the prefix
+    select, then the substring selects (for plans and tests)."""
+    shape, params = _shape_and_params(dialect, [lookup], cap)
+    return [select_.params(**params) for select_ in _part_selects(dialect, shape)]
 
 
 def substring_query(dialect: str, words: Sequence[str], fields: Collection[str], cap: int) -> Any:
     """Terms of ``fields`` that contain every word (each of 3+ characters), through the
-    substring indexes: the substring selects of :func:`lookups_query` for one lookup."""
-    shape, params = _shape_and_params(
-        dialect, [Lookup(words[0], frozenset(fields), tuple(words))], cap
-    )
-    selects = _part_selects(dialect, shape)[1:]
+    substring indexes: the substring selects of a search for one lookup."""
+    selects = _lookup_selects(dialect, Lookup(words[0], frozenset(fields), tuple(words)), cap)[1:]
     if not selects:
         raise ValueError("no substring index for these fields")
-    query = selects[0] if len(selects) == 1 else union_all(*selects)
-    return query.params(**params)
+    return selects[0] if len(selects) == 1 else union_all(*selects)
 
 
-def prefix_query(term: str, fields: Collection[str], cap: int) -> Select:
-    """Terms of ``fields`` equal to or starting with ``term`` (B-tree range)."""
-    return (
-        select(SearchTerm.owner_type, SearchTerm.owner_id, SearchTerm.field, SearchTerm.term)
-        .where(SearchTerm.term >= term, SearchTerm.term < term + TOP)
-        .where(SearchTerm.field.in_(sorted(fields)))
-        .order_by(SearchTerm.term)
-        .limit(cap)
-    )
+def prefix_query(dialect: str, term: str, fields: Collection[str], cap: int) -> Select:
+    """Terms of ``fields`` equal to or starting with ``term`` (B-tree range): the prefix
+    select of a search for one lookup."""
+    return _lookup_selects(dialect, Lookup(term, frozenset(fields), ()), cap)[0]
 
 
 async def substring_candidates(

@@ -338,7 +338,7 @@ async def test_prefix_search_uses_the_btree(session, dialect):
     await _bulk_terms(session, 20_000)
     if dialect == "postgresql":
         await session.execute(text("ANALYZE search_terms"))
-    plan = await _plan(session, search_repo.prefix_query("кл", {"name"}, 1000), dialect)
+    plan = await _plan(session, search_repo.prefix_query(dialect, "кл", {"name"}, 1000), dialect)
     assert "ix_search_terms_term" in plan, plan
     assert "SCAN search_terms" not in plan and "Seq Scan" not in plan, plan
 
