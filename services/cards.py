@@ -393,15 +393,9 @@ async def car_card(
     if not rows:
         return None
     docs = [document_row(row[12:]) for row in rows if row[12] is not None]
-    if docs:
-        total = rows[0][-1]
-    elif offset:  # past the end of the history: its total alone
-        total = await session.scalar(
-            select(func.count()).select_from(Document).where(*_history_conditions(car_id))
-        )
-    else:
-        total = 0
-    return dataclasses.replace(_car(rows[0]), history=(docs, int(total or 0)))
+    window = rows[0][-1] if docs else None
+    total = await _page_total(session, window, _history_conditions(car_id), offset)
+    return dataclasses.replace(_car(rows[0]), history=(docs, total))
 
 
 # --- lists of documents -------------------------------------------------------------
@@ -425,13 +419,24 @@ async def _page(
             .limit(limit)
         )
     ).all()
-    if rows:
-        total = rows[0][-1]
-    elif offset:
-        total = await session.scalar(select(func.count()).select_from(Document).where(*conditions))
-    else:
-        total = 0
-    return [document_row(row) for row in rows], int(total or 0)
+    total = await _page_total(session, rows[0][-1] if rows else None, conditions, offset)
+    return [document_row(row) for row in rows], total
+
+
+async def _page_total(
+    session: AsyncSession,
+    window: int | None,
+    conditions: list[ColumnElement[bool]],
+    offset: int,
+) -> int:
+    """The total of a page of documents: the window count its rows came with, else (a page
+    past the end) a count of its own; an empty first page has none."""
+    if window is not None:
+        return int(window)
+    if not offset:
+        return 0
+    total = await session.scalar(select(func.count()).select_from(Document).where(*conditions))
+    return int(total or 0)
 
 
 async def car_history(
