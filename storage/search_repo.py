@@ -323,13 +323,16 @@ def _page_statement(
     per_part = select(func.count().label("n")).select_from(cand).group_by(cand.c.part).subquery()
     capped = select(func.coalesce(func.max(per_part.c.n), 0)).scalar_subquery()
 
+    def ranking(tier: Any, activity: Any, name: Any, id_: Any) -> tuple[Any, ...]:
+        # Names in code point order on both databases.
+        return (tier, activity.desc(), name.collate("C") if dialect == "postgresql" else name, id_)
+
     offset = bindparam("offset", type_=Integer)
     limit = bindparam("limit", type_=Integer)
     greatest: Any = func.max if dialect == "sqlite" else func.greatest
     pages = []
     for kind in ("client", "car"):
         model: type[Client] | type[Car] = Client if kind == "client" else Car
-        name: Any = model.name.collate("C") if dialect == "postgresql" else model.name
         if kind == "client":
             cols: tuple[Any, ...] = (
                 type_coerce(Client.kind, String).label("a"),
@@ -361,7 +364,7 @@ def _page_statement(
             )
             .select_from(owners)
             .join(model, and_(owners.c.owner_type == kind, model.id == owners.c.owner_id))
-            .order_by(owners.c.tier, model.last_activity_at.desc(), name, model.id)
+            .order_by(*ranking(owners.c.tier, model.last_activity_at, model.name, model.id))
             .offset(start)
             .limit(count)
         )
@@ -370,16 +373,12 @@ def _page_statement(
     totals = select(
         n_clients.label("n_clients"), n_cars.label("n_cars"), capped.label("most")
     ).subquery("totals")
-    page_name: Any = page.c.name.collate("C") if dialect == "postgresql" else page.c.name
     return (
         select(totals, page)
         .select_from(totals.outerjoin(page, true()))
         .order_by(
             page.c.owner_type != "client",
-            page.c.tier,
-            page.c.last_activity_at.desc(),
-            page_name,
-            page.c.id,
+            *ranking(page.c.tier, page.c.last_activity_at, page.c.name, page.c.id),
         )
     )
 
