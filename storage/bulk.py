@@ -41,11 +41,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from storage.models import Base, UTCDateTime
 
 BATCH_ROWS = 10_000
-# SQLite: what the triggers would have written, gone before the indexes are filled anew.
-EMPTY_SQLITE_INDEX = [
-    "INSERT INTO search_fts_text (search_fts_text) VALUES ('delete-all')",
-    "DELETE FROM search_grams",
-]
 
 Row = Mapping[str, Any]
 _Convert = Callable[[Row], Sequence[Any]]
@@ -335,7 +330,7 @@ class BulkLoader:
         """(take down, put back) statements for the substring index, from its migration."""
         m = search_index_migration(self.dialect)
         if self.dialect == "sqlite":
-            return [*m.TRIGGERS_DOWN, *EMPTY_SQLITE_INDEX], [*m.FILL, *m.TRIGGERS_UP]
+            return [*m.TRIGGERS_DOWN, *m.EMPTY], [*m.FILL, *m.TRIGGERS_UP]
         down = list(m.POSTGRES_DOWN)
         up = [s for s in m.POSTGRES_UP if s.lstrip().upper().startswith("CREATE INDEX")]
         if len(up) != 1:

@@ -80,6 +80,12 @@ TRIGGERS_DOWN = [
     "DROP TRIGGER IF EXISTS search_terms_ad",
     "DROP TRIGGER IF EXISTS search_terms_ai",
 ]
+# What the triggers wrote, gone: a bulk load (storage.bulk) empties both indexes before
+# it fills them again.
+EMPTY = [
+    "INSERT INTO search_fts_text (search_fts_text) VALUES ('delete-all')",
+    "DELETE FROM search_grams",
+]
 # Both indexes from search_terms as it stands (the tables empty): the migration, and a
 # bulk load that took the triggers down (storage.bulk).
 FILL = [
