@@ -44,11 +44,11 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot import middlewares
 from bot.api_session import JsonBodySession
 from bot.config import Settings, SettingsError, exit_on_settings_error
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.i18n import StaffI18nMiddleware, make_i18n
-from bot.middlewares import ClientMiddleware, DbSessionMiddleware, StaffMiddleware
 from bot.pacing import Pacer, RedisPacer
 from bot.scheduler import scheduled
 from handlers import (
@@ -319,9 +319,7 @@ def build_dispatcher(
         i18n=i18n,
         **extra_deps,
     )
-    dp.update.outer_middleware(DbSessionMiddleware(session_factory))
-    dp.update.outer_middleware(StaffMiddleware())
-    dp.update.outer_middleware(ClientMiddleware())
+    middlewares.install(dp, session_factory)
     # On every event observer, errors included: the error handler answers in the user's
     # language too.
     StaffI18nMiddleware(i18n).setup(dp)

@@ -18,6 +18,13 @@ from aiogram.utils.magic_filter import MagicFilter
 
 from storage.models import Client, Role, Staff
 
+ONLY_READS = "only_reads"
+"""The flag of a handler that only reads (``flags={ONLY_READS: True}``): a search, a
+screen. It goes on in the staff check's transaction of reads (``storage.db.begin_reads``)
+instead of ending it and beginning its own (``bot.middlewares.EndReadsMiddleware``). A
+handler so flagged writes nothing but, at most, one row in one statement (the audit row
+of a refused press), which commits on its own."""
+
 
 class IsStaff(Filter):
     """The update comes from an active staff member (``staff`` in the handler data)."""

@@ -20,7 +20,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
-from handlers import IsStaff, Magic
+from handlers import ONLY_READS, IsStaff, Magic
 from handlers.callbacks import Back
 from handlers.screens import RENDERERS, Forbidden, Screen, ScreenContext, Stale, render
 from services import audit
@@ -38,7 +38,7 @@ def make_router() -> Router:
     router = Router(name="navigation")
     router.callback_query.filter(IsStaff())
     for cls in RENDERERS:
-        router.callback_query.register(on_screen, cls.filter())
+        router.callback_query.register(on_screen, cls.filter(), flags={ONLY_READS: True})
     router.callback_query.register(on_back, Back.filter())
     return router
 

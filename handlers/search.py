@@ -14,7 +14,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
-from handlers import IsStaff, Magic
+from handlers import ONLY_READS, IsStaff, Magic
 from handlers.callbacks import FilterToggle, OpenCar, OpenClient, SearchPage
 from handlers.navigation import reset, screen_context, trail
 from handlers.screens import PAGE, Forbidden, Screen, Stale, render, search_results
@@ -31,10 +31,11 @@ def make_router() -> Router:
     router = Router(name="search")
     router.message.filter(IsStaff())
     router.message.register(show_filters, Command("filters"))
-    router.message.register(search_box, Command(*BOX_COMMANDS))
-    router.message.register(search_contact, Magic(F.contact))
+    reads = {ONLY_READS: True}
+    router.message.register(search_box, Command(*BOX_COMMANDS), flags=reads)
+    router.message.register(search_contact, Magic(F.contact), flags=reads)
     router.message.register(unknown_command, Magic(F.text.startswith("/")))
-    router.message.register(search_text, Magic(F.text))
+    router.message.register(search_text, Magic(F.text), flags=reads)
     return router
 
 

@@ -112,9 +112,20 @@ async def begin_reads(session: AsyncSession) -> None:
     every update, a search, a screen that only shows what it reads. On SQLite it needs no
     BEGIN, nor a trip to end it: each SELECT is atomic on its own (a screen's statements
     may then see moments a few milliseconds apart). Call it before anything else in the
-    session's transaction. A write in it would commit on its own, at once: keep to a
-    single statement (the audit row of a refused press)."""
+    session's transaction; in one that ``begin_reads`` began already (the staff check's,
+    which a handler flagged ``handlers.ONLY_READS`` goes on with) it does nothing. A write
+    in it would commit on its own, at once: keep to a single statement (the audit row of a
+    refused press)."""
+    if in_reads(session):
+        return
     await session.connection(execution_options={READS_ONLY: True})
+    session.info[READS_ONLY] = session.get_transaction()
+
+
+def in_reads(session: AsyncSession) -> bool:
+    """Whether the session's transaction is one that :func:`begin_reads` began."""
+    transaction = session.get_transaction()
+    return transaction is not None and session.info.get(READS_ONLY) is transaction
 
 
 # --- SQLite: one trip to aiosqlite's thread per statement --------------------------------
