@@ -59,7 +59,7 @@ from handlers import (
     contact,
     errors,
     estimate,
-    index_presses,
+    gate,
     linking,
     navigation,
     payments,
@@ -324,7 +324,7 @@ def build_dispatcher(
     # language too.
     StaffI18nMiddleware(i18n).setup(dp)
     for make_router in routers:
-        dp.include_router(index_presses(make_router()))
+        dp.include_router(gate(make_router()))
     dp.startup.register(set_commands)
     return dp
 

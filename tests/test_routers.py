@@ -1,14 +1,21 @@
-"""How the routers are put together: filters that stay in the event loop, and presses told
-apart by their prefix before any handler unpacks them."""
+"""How the routers are put together: filters that stay in the event loop, and the gates that
+let through to a feature router only the events one of its handlers could take."""
 
 from __future__ import annotations
 
-from aiogram import Router
-from aiogram.types import CallbackQuery, User
+import itertools
+import re
+from datetime import datetime
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandStart, StateFilter
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Chat, Message, User
 
 from bot.app import ROUTERS
-from handlers import PressPrefixes, index_presses
+from handlers import Gate, Magic, gate
 from handlers.callbacks import OpenCar, OpenClient
+from storage.models import Role, Staff
 
 
 def test_no_filter_is_a_plain_function():
@@ -26,43 +33,123 @@ def test_no_filter_is_a_plain_function():
     assert plain == []
 
 
-def _press(data: str) -> CallbackQuery:
+def _press(data: str | None) -> CallbackQuery:
     user = User(id=1, is_bot=False, first_name="A")
     return CallbackQuery(id="1", from_user=user, chat_instance="x", data=data)
 
 
-def _prefixes(router: Router) -> PressPrefixes | None:
-    found = [f.callback for f in router.callback_query._handler.filters or ()]
-    return next((f for f in found if isinstance(f, PressPrefixes)), None)
+def _message(text: str | None = None, caption: str | None = None) -> Message:
+    user = User(id=1, is_bot=False, first_name="A")
+    chat = Chat(id=1, type="private")
+    return Message(
+        message_id=1, date=datetime.now(), chat=chat, from_user=user, text=text, caption=caption
+    )
 
 
-async def test_a_router_of_typed_presses_skips_the_others_in_one_check():
+class Ask(StatesGroup):
+    name = State()
+    phone = State()
+
+
+def test_a_router_of_typed_presses_lets_through_only_its_prefixes():
     router = Router()
     router.callback_query.register(lambda c: None, OpenClient.filter())
     router.callback_query.register(lambda c: None, OpenCar.filter())
-    index_presses(router)
-    prefixes = _prefixes(router)
-    assert prefixes is not None
-    assert await prefixes(_press(OpenClient(client_id=5).pack()))
-    assert await prefixes(_press(OpenCar(car_id=5).pack()))
-    assert not await prefixes(_press("zz:1"))
-    assert not await prefixes(_press(""))
+    gated = gate(router)
+    assert isinstance(gated, Gate)
+    assert gated.admits("callback_query", _press(OpenClient(client_id=5).pack()), {})
+    assert gated.admits("callback_query", _press(OpenCar(car_id=5).pack()), {})
+    assert not gated.admits("callback_query", _press("zz:1"), {})
+    assert not gated.admits("callback_query", _press(""), {})
+    assert not gated.admits("callback_query", _press(None), {})
+    assert not gated.admits("message", _message("/start"), {})  # no message handler
 
 
-def test_a_router_with_a_handler_for_any_press_is_left_alone():
+def test_a_router_with_a_handler_for_any_press_lets_every_press_through():
     router = Router()
     router.callback_query.register(lambda c: None, OpenClient.filter())
     router.callback_query.register(lambda c: None)  # stale and forged presses: any data
-    index_presses(router)
-    assert _prefixes(router) is None
+    gated = gate(router)
+    assert isinstance(gated, Gate)
+    assert gated.admits("callback_query", _press("zz:1"), {})
 
 
-def test_every_feature_router_of_typed_presses_is_indexed():
-    indexed = {
-        router.name
-        for make in ROUTERS
-        for router in [index_presses(make())]
-        if _prefixes(router) is not None
-    }
-    assert {"navigation", "contact", "payments", "booking", "cart"} <= indexed
-    assert "stale-buttons" not in indexed  # the last router takes every press left
+def test_a_router_of_dialogs_and_commands_lets_through_their_states_and_commands():
+    router = Router()
+    router.message.register(lambda m: None, StateFilter(Ask.name), Magic(F.text))
+    router.message.register(lambda m: None, StateFilter(Ask), Magic(F.contact))
+    router.message.register(lambda m: None, Command("Tires"))
+    router.message.register(lambda m: None, CommandStart())
+    gated = gate(router)
+    assert isinstance(gated, Gate)
+
+    def admits(message: Message, state: str | None = None) -> bool:
+        return gated.admits("message", message, {"raw_state": state})
+
+    assert admits(_message("н123ар"), Ask.name.state)
+    assert admits(_message("н123ар"), Ask.phone.state)  # the whole group
+    assert not admits(_message("н123ар"))
+    assert not admits(_message("н123ар"), "Other:state")
+    assert admits(_message("/tires"))
+    assert admits(_message("/TIRES 205/55"))  # the filter decides on the case
+    assert admits(_message("/tires@shop_bot"))
+    assert admits(_message("/start invite-token"))
+    assert admits(_message(caption="/tires"))
+    assert not admits(_message("/filters"))
+    assert not admits(_message("tires"))
+    assert not admits(_message())  # a photo, a sticker
+
+
+def test_a_router_with_a_message_handler_for_anything_lets_every_message_through():
+    for last in (None, StateFilter(None), StateFilter("*"), Command(re.compile("x.*"))):
+        router = Router()
+        router.message.register(lambda m: None, Command("tires"))
+        router.message.register(lambda m: None, *([last] if last is not None else []))
+        gated = gate(router)
+        assert isinstance(gated, Gate)
+        assert gated.admits("message", _message("hello"), {"raw_state": None}), last
+
+
+def test_a_router_with_routers_of_its_own_is_not_gated():
+    router = Router()
+    router.include_router(Router())
+    assert gate(router) is router
+
+
+def _corpus() -> tuple[list[str | None], list[Message], list[CallbackQuery]]:
+    gates = [g for make in ROUTERS for g in [gate(make())] if isinstance(g, Gate)]
+    states: list[str | None] = [None, "Other:state"]
+    commands = ["/unknown", "/start", "/start token", "/help", "/Lang"]
+    prefixes = ["zz", ""]
+    for g in gates:
+        if g.messages is not None:
+            states += sorted(g.messages.states)
+            commands += [f"/{c}" for c in sorted(g.messages.commands)]
+            commands += [f"/{c} some args" for c in sorted(g.messages.commands)]
+        if g.presses is not None:
+            prefixes += sorted(g.presses.prefixes)
+    texts = [*commands, "н123ар", "Иванов", "1500", "12"]
+    messages = [_message(t) for t in texts] + [_message(caption="/help"), _message()]
+    presses = [_press(f"{p}:1:2") for p in prefixes] + [_press(p) for p in prefixes]
+    return states, messages, presses
+
+
+async def test_a_gate_never_turns_away_what_a_handler_of_its_router_would_take():
+    """Whatever the gate of a feature router turns away, no handler of the router (its own
+    filters, the router's aside) would have taken: the gate only saves aiogram the walk."""
+    states, messages, presses = _corpus()
+    staff = Staff(telegram_id=1, name="A", role=Role.ADMIN, active=True)
+    async with Bot("123456:gate-test") as bot:
+        for make in ROUTERS:
+            gated = gate(make())
+            if not isinstance(gated, Gate):
+                continue
+            router = gated.inner
+            for kind, events in (("message", messages), ("callback_query", presses)):
+                for event, state in itertools.product(events, states):
+                    data = {"bot": bot, "raw_state": state, "staff": staff, "client": None}
+                    if gated.admits(kind, event, data):
+                        continue
+                    for handler in router.observers[kind].handlers:
+                        taken, _ = await handler.check(event, **data)
+                        assert not taken, (router.name, handler.callback.__name__, event, state)
