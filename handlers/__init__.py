@@ -14,6 +14,7 @@ from typing import Any
 
 from aiogram import Router
 from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.dispatcher.event.handler import FilterObject
 from aiogram.dispatcher.event.telegram import TelegramEventObserver
 from aiogram.filters import Command, Filter, StateFilter
 from aiogram.filters.callback_data import CallbackQueryFilter
@@ -31,48 +32,52 @@ handler so flagged writes nothing but, at most, one row in one statement (the au
 of a refused press), which commits on its own."""
 
 
-ONLY_READS = "only_reads"
-"""The flag of a handler that only reads (``flags={ONLY_READS: True}``): a search, a
-screen. It goes on in the staff check's transaction of reads (``storage.db.begin_reads``)
-instead of ending it and beginning its own (``bot.middlewares.EndReadsMiddleware``). A
-handler so flagged writes nothing but, at most, one row in one statement (the audit row
-of a refused press), which commits on its own."""
+class Audience(Filter):
+    """A filter on who sent the update, decided by ``staff`` and ``client`` alone (set for
+    every update by the outer middlewares, ``bot.middlewares``): as a router's own filter
+    (``router.message.filter(IsStaff())``) its gate checks it before aiogram walks the
+    router, so a staff member's update passes the clients' and strangers' routers at the
+    cost of a call."""
+
+    def holds(self, staff: Staff | None, client: Client | None) -> bool:
+        raise NotImplementedError
+
+    async def __call__(
+        self, event: TelegramObject, staff: Staff | None = None, client: Client | None = None
+    ) -> bool:
+        return self.holds(staff, client)
 
 
-class IsStaff(Filter):
+class IsStaff(Audience):
     """The update comes from an active staff member (``staff`` in the handler data)."""
 
-    async def __call__(self, event: TelegramObject, staff: Staff | None = None) -> bool:
+    def holds(self, staff: Staff | None, client: Client | None) -> bool:
         return staff is not None
 
 
-class IsStranger(Filter):
+class IsStranger(Audience):
     """Anyone who is neither an active staff member nor a linked client (in a private
     chat): unknown, deactivated, or no user at all."""
 
-    async def __call__(
-        self, event: TelegramObject, staff: Staff | None = None, client: Client | None = None
-    ) -> bool:
+    def holds(self, staff: Staff | None, client: Client | None) -> bool:
         return staff is None and client is None
 
 
-class IsClient(Filter):
+class IsClient(Audience):
     """A linked client in their private chat (``client`` from ``ClientMiddleware``); staff
     never are, even when their chat is linked to a client."""
 
-    async def __call__(
-        self, event: TelegramObject, staff: Staff | None = None, client: Client | None = None
-    ) -> bool:
+    def holds(self, staff: Staff | None, client: Client | None) -> bool:
         return staff is None and client is not None
 
 
-class HasRole(Filter):
+class HasRole(Audience):
     """An active staff member with one of ``roles``; an admin has every role."""
 
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset(roles)
 
-    async def __call__(self, event: TelegramObject, staff: Staff | None = None) -> bool:
+    def holds(self, staff: Staff | None, client: Client | None) -> bool:
         return staff is not None and (staff.role == Role.ADMIN or staff.role in self.roles)
 
 
@@ -90,9 +95,11 @@ class Magic(Filter):
 
 class Gate(Router):
     """A feature router behind a check that tells, before aiogram does any of its work for
-    the router, whether any of its handlers could take the event: a message in none of its
-    dialogs' states and none of its commands, a press with none of its callback prefixes,
-    an event of a kind it has no handler for. aiogram walks every router in turn until one
+    the router, whether any of its handlers could take the event: an event from someone
+    the router's own filter turns away (an :class:`Audience`: staff, clients, strangers), a
+    message in none of its dialogs' states and none of its commands and failing its other
+    handlers' ``Magic`` filters, a press with none of its callback prefixes, an event of a
+    kind it has no handler for. aiogram walks every router in turn until one
     takes the event, and each router it walks costs about as much as a handler does
     (closures, the event's data copied three times, the middlewares wrapped): before the
     gates, a search message spent about a quarter of its CPU getting past the twenty routers
@@ -108,12 +115,24 @@ class Gate(Router):
         self.kinds = frozenset(
             kind for kind, observer in router.observers.items() if observer.handlers
         )
+        self.audiences = {
+            kind: audiences
+            for kind, observer in router.observers.items()
+            # the observer's own filters (``observer.filter(...)``): aiogram keeps them on
+            # a handler object of its own
+            if (audiences := _audiences(observer._handler.filters))
+        }
         self.messages = _MessageIndex.of(router.message)
         self.presses = _PressIndex.of(router.callback_query)
 
     def admits(self, update_type: str, event: TelegramObject, data: dict[str, Any]) -> bool:
         if update_type not in self.kinds:
             return False
+        audiences = self.audiences.get(update_type)
+        if audiences is not None:
+            staff, client = data.get("staff"), data.get("client")
+            if not all(a.holds(staff, client) for a in audiences):
+                return False
         if update_type == "message" and self.messages is not None:
             return self.messages.admits(event, data.get("raw_state"))
         if update_type == "callback_query" and self.presses is not None:
@@ -124,6 +143,10 @@ class Gate(Router):
         if not self.admits(update_type, event, kwargs):
             return UNHANDLED
         return await self.inner.propagate_event(update_type, event, **kwargs)
+
+
+def _audiences(filters: list[FilterObject] | None) -> tuple[Audience, ...]:
+    return tuple(f.callback for f in filters or () if isinstance(f.callback, Audience))
 
 
 def gate(router: Router) -> Router:
@@ -167,22 +190,27 @@ class _PressIndex:
 @dataclass(frozen=True)
 class _MessageIndex:
     """The dialog states and the commands of a router whose every message handler waits
-    for a state or takes a command (a handler with neither, or with a command by pattern,
-    leaves the router unindexed)."""
+    for a state, takes a command or has ``Magic`` filters (``guards``: each such handler's,
+    checked by the gate as the handler would: pure attribute checks of the message). A
+    handler with none of them, or with a command by pattern, leaves the router
+    unindexed."""
 
     states: frozenset[str]
     commands: frozenset[str]  # casefolded, without the prefix
     prefixes: str
+    guards: tuple[tuple[Magic, ...], ...] = ()
 
     @classmethod
     def of(cls, observer: TelegramEventObserver) -> _MessageIndex | None:
         states: set[str] = set()
         commands: set[str] = set()
         prefixes = ""
+        guards: list[tuple[Magic, ...]] = []
         for handler in observer.handlers:
             filters = [f.callback for f in handler.filters or ()]
             state = next((f for f in filters if isinstance(f, StateFilter)), None)
             command = next((f for f in filters if isinstance(f, Command)), None)
+            magics = tuple(f for f in filters if isinstance(f, Magic))
             if state is not None:
                 names = _state_names(state)
                 if names is None or None in names:  # "*", or also with no state at all
@@ -193,12 +221,16 @@ class _MessageIndex:
                     return None
                 commands.update(str(c).casefold() for c in command.commands)
                 prefixes += command.prefix
+            elif magics:
+                guards.append(magics)
             else:
                 return None
-        return cls(frozenset(states), frozenset(commands), prefixes)
+        return cls(frozenset(states), frozenset(commands), prefixes, tuple(guards))
 
     def admits(self, event: TelegramObject, raw_state: str | None) -> bool:
         if raw_state is not None and raw_state in self.states:
+            return True
+        if any(all(m.magic.resolve(event) for m in magics) for magics in self.guards):
             return True
         if not self.commands or not isinstance(event, Message):
             return False
@@ -231,6 +263,7 @@ def _state_names(state_filter: StateFilter) -> set[str | None] | None:
 
 
 __all__ = [
+    "Audience",
     "Gate",
     "HasRole",
     "IsClient",

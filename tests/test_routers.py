@@ -13,9 +13,9 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Chat, Message, User
 
 from bot.app import ROUTERS
-from handlers import Gate, Magic, gate
+from handlers import Gate, HasRole, IsClient, IsStaff, IsStranger, Magic, gate
 from handlers.callbacks import OpenCar, OpenClient
-from storage.models import Role, Staff
+from storage.models import Client, Role, Staff
 
 
 def test_no_filter_is_a_plain_function():
@@ -110,6 +110,47 @@ def test_a_router_with_a_message_handler_for_anything_lets_every_message_through
         assert gated.admits("message", _message("hello"), {"raw_state": None}), last
 
 
+def test_a_router_for_one_audience_turns_away_the_others():
+    staff = Staff(telegram_id=1, name="A", role=Role.MASTER, active=True)
+    client = Client(name="C")
+    router = Router()
+    router.message.filter(IsClient())
+    router.message.register(lambda m: None)
+    router.callback_query.filter(IsStaff(), HasRole(Role.CASHIER))
+    router.callback_query.register(lambda c: None)
+    gated = gate(router)
+    assert isinstance(gated, Gate)
+
+    def admits(kind: str, staff: Staff | None, client: Client | None) -> bool:
+        event = _message("hello") if kind == "message" else _press("x")
+        return gated.admits(kind, event, {"raw_state": None, "staff": staff, "client": client})
+
+    assert admits("message", None, client)
+    assert not admits("message", staff, client)  # staff never are clients
+    assert not admits("message", None, None)
+    assert not admits("callback_query", staff, None)  # a master, not a cashier
+    cashier = Staff(telegram_id=2, name="B", role=Role.CASHIER, active=True)
+    assert admits("callback_query", cashier, None)
+    assert not IsStranger().holds(cashier, None)
+
+
+def test_a_router_of_magic_filters_lets_through_what_one_of_its_handlers_would_check():
+    router = Router()
+    router.message.register(lambda m: None, Magic(F.successful_payment))
+    router.message.register(lambda m: None, Magic(F.text), Magic(F.text.startswith("#")))
+    router.message.register(lambda m: None, Command("tires"))
+    gated = gate(router)
+    assert isinstance(gated, Gate) and gated.messages is not None
+
+    def admits(message: Message) -> bool:
+        return gated.admits("message", message, {"raw_state": "Other:state"})
+
+    assert admits(_message("#42"))
+    assert admits(_message("/tires"))
+    assert not admits(_message("42"))
+    assert not admits(_message())
+
+
 def test_a_router_with_routers_of_its_own_is_not_gated():
     router = Router()
     router.include_router(Router())
@@ -134,11 +175,19 @@ def _corpus() -> tuple[list[str | None], list[Message], list[CallbackQuery]]:
     return states, messages, presses
 
 
+AUDIENCES = {
+    "admin": (Staff(telegram_id=1, name="A", role=Role.ADMIN, active=True), None),
+    "master": (Staff(telegram_id=2, name="M", role=Role.MASTER, active=True), None),
+    "client": (None, Client(name="C")),
+    "stranger": (None, None),
+}
+
+
 async def test_a_gate_never_turns_away_what_a_handler_of_its_router_would_take():
     """Whatever the gate of a feature router turns away, no handler of the router (its own
-    filters, the router's aside) would have taken: the gate only saves aiogram the walk."""
+    filters and the router's) would have taken, whoever sent it: the gate only saves
+    aiogram the walk."""
     states, messages, presses = _corpus()
-    staff = Staff(telegram_id=1, name="A", role=Role.ADMIN, active=True)
     async with Bot("123456:gate-test") as bot:
         for make in ROUTERS:
             gated = gate(make())
@@ -146,10 +195,30 @@ async def test_a_gate_never_turns_away_what_a_handler_of_its_router_would_take()
                 continue
             router = gated.inner
             for kind, events in (("message", messages), ("callback_query", presses)):
-                for event, state in itertools.product(events, states):
-                    data = {"bot": bot, "raw_state": state, "staff": staff, "client": None}
+                observer = router.observers[kind]
+                for event, state, (who, (staff, client)) in itertools.product(
+                    events, states, AUDIENCES.items()
+                ):
+                    data = {"bot": bot, "raw_state": state, "staff": staff, "client": client}
                     if gated.admits(kind, event, data):
                         continue
-                    for handler in router.observers[kind].handlers:
+                    allowed, _ = await observer._handler.check(event, **data)
+                    for handler in observer.handlers if allowed else ():
                         taken, _ = await handler.check(event, **data)
-                        assert not taken, (router.name, handler.callback.__name__, event, state)
+                        assert not taken, (router.name, handler.callback.__name__, event, who)
+
+
+def test_a_staff_text_reaches_only_the_routers_that_could_take_it():
+    """What the gates are for: a staff member's search text walks only the search router
+    and those that take any message (fewer would be a gate that turns away too much, which
+    the test above catches)."""
+    staff, client = AUDIENCES["master"]
+    data = {"raw_state": None, "staff": staff, "client": client}
+    walked = [
+        g.inner.name if isinstance(g, Gate) else g.name
+        for make in ROUTERS
+        for g in [gate(make())]
+        if not isinstance(g, Gate) or g.admits("message", _message("н123ар"), data)
+    ]
+    assert "search" in walked
+    assert not {"client", "strangers", "linking", "telegram-payments"} & set(walked), walked
