@@ -40,6 +40,7 @@ from services.ledger import (
     document_row,
     open_work_orders_debt_of_row,
 )
+from storage.expr import in_constants
 from storage.models import (
     Car,
     CarRole,
@@ -357,7 +358,7 @@ def _car_card_with_history_query(dialect: str) -> Select[*tuple[Any, ...]]:
 
 
 def _history_conditions(car_id: Any) -> list[ColumnElement[bool]]:
-    return [Document.car_id == car_id, Document.doc_type.in_(HISTORY_DOC_TYPES)]
+    return [Document.car_id == car_id, in_constants(Document.doc_type, HISTORY_DOC_TYPES)]
 
 
 def _car(row: Any) -> CarCard:

@@ -43,6 +43,7 @@ from sqlalchemy import BigInteger, ColumnElement, and_, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from storage.expr import in_constants
 from storage.models import Client, DocState, DocType, Document
 
 # The states in which a document is a charge, per type; a type not listed never charges.
@@ -114,7 +115,7 @@ def is_charging(doc: _Doc) -> ColumnElement[bool]:
     """SQL for :func:`charges` on ``doc``."""
     return or_(
         *(
-            and_(doc.doc_type == doc_type, doc.state.in_(sorted(states)))
+            and_(doc.doc_type == doc_type, in_constants(doc.state, sorted(states)))
             for doc_type, states in CHARGING_STATES.items()
         )
     )
@@ -149,7 +150,7 @@ def _balance(
         if doc_type is not None:
             conditions.append(doc.doc_type == doc_type)
         if states is not None:
-            conditions.append(doc.state.in_(sorted(states)))
+            conditions.append(in_constants(doc.state, sorted(states)))
         return conditions
 
     charged = (

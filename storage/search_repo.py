@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.expr import in_constants
 from storage.models import Car, Client, ClientCar, SearchTerm
 
 # SQLite (migration 0010): free text in an FTS5 trigram index whose rowid is the term's id
@@ -115,10 +116,8 @@ def _shape_and_params(
 
 def _fields_in(fields: tuple[str, ...]) -> ColumnElement[bool]:
     """``field IN ('name', ...)`` written into the statement: the fields are part of its
-    shape, and a list parameter would be rendered anew on every execution."""
-    if not all(f.isascii() and f.isalpha() for f in fields):
-        raise ValueError(f"not a field name: {fields!r}")
-    return SearchTerm.field.in_([literal_column(f"'{f}'") for f in fields])
+    shape."""
+    return in_constants(SearchTerm.field, fields)
 
 
 def _part_selects(dialect: str, shape: Shape) -> list[Select]:
