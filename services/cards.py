@@ -40,6 +40,7 @@ from services.ledger import (
     document_row,
     open_work_orders_debt_of_row,
 )
+from storage.db import read
 from storage.expr import in_constants
 from storage.models import (
     Car,
@@ -237,7 +238,7 @@ async def client_card(session: AsyncSession, client_id: int) -> ClientCard | Non
     statement: the client, every figure and every list (contacts, discount cards,
     masters, cars)."""
     query = _client_card_query(session.get_bind().dialect.name)
-    head: Any = (await session.execute(query, {"client_id": client_id})).one_or_none()
+    head: Any = (await read(session, query, {"client_id": client_id})).one_or_none()
     if head is None:
         return None
     (cid, name, kind, relation, inn, phone, price_type, manager) = head[:8]
@@ -379,14 +380,15 @@ async def car_card(
     dialect = session.get_bind().dialect.name
     if history is None:
         car: Any = (
-            await session.execute(_car_card_query(dialect), {"car_id": car_id})
+            await read(session, _car_card_query(dialect), {"car_id": car_id})
         ).one_or_none()
         return None if car is None else _car(car)
     offset, limit = history
     if offset < 0 or limit < 1:
         raise ValueError(f"bad page: offset={offset}, limit={limit}")
-    rows = (
-        await session.execute(
+    rows: Any = (
+        await read(
+            session,
             _car_card_with_history_query(dialect),
             {"car_id": car_id, "offset": offset, "limit": limit},
         )

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import read
 from storage.expr import in_constants
 from storage.models import Car, Client, ClientCar, SearchTerm
 
@@ -409,7 +410,7 @@ async def search_page(
         if condition is None
         else _page_statement(dialect, shape, joined, condition)
     )
-    result = (await session.execute(stmt, params)).all()
+    result = (await read(session, stmt, params)).all()
     first = result[0]
     rows = [
         PageRow(
