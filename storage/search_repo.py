@@ -121,12 +121,15 @@ def _fields_in(fields: tuple[str, ...]) -> ColumnElement[bool]:
     return in_constants(SearchTerm.field, fields)
 
 
-def _part_selects(dialect: str, shape: Shape) -> list[Select]:
+def _part_selects(dialect: str, shape: Shape, *, with_term: bool = True) -> list[Select]:
     """Every index lookup of a search, each with its own LIMIT: per folded form, the
     B-tree prefix select and (with words) the substring selects. Each row carries its
     ``part`` (PARTS × lookup + PREFIX, TEXT or CODES) and its tier: 0 the term itself,
     1 a term starting with it, 2 one containing every word (checked here whole: the
-    trigram index ignores case, and a gram holds only the first GRAM characters)."""
+    trigram index ignores case, and a gram holds only the first GRAM characters).
+    ``with_term``: the rows carry the term too (a search's page does not read it, and
+    copying a few hundred names through its grouping was a twentieth of the SQLite work
+    of a surname search)."""
     cols = (SearchTerm.owner_type, SearchTerm.owner_id, SearchTerm.field, SearchTerm.term)
     cap = bindparam("cap", type_=Integer)
     selects: list[Select] = []
@@ -196,7 +199,8 @@ def _part_selects(dialect: str, shape: Shape) -> list[Select]:
             )
         for kind, stmt in parts:
             sub = stmt.subquery()
-            selects.append(select(literal_column(str(PARTS * i + kind)).label("part"), *sub.c))
+            cols_out = [c for c in sub.c if with_term or c.key != "term"]
+            selects.append(select(literal_column(str(PARTS * i + kind)).label("part"), *cols_out))
     return selects
 
 
@@ -265,7 +269,7 @@ def _page_statement(
     tier, latest activity, name in code point order on both databases, id; LIMIT and
     OFFSET, the cars' counted after the clients when ``joined``); every row also carries
     the totals, and a page past the end is one row of totals alone."""
-    cand = union_all(*_part_selects(dialect, shape)).cte("cand")
+    cand = union_all(*_part_selects(dialect, shape, with_term=False)).cte("cand")
     owners_q: Select
     if dialect == "sqlite":
         # SQLite's own: next to min(), a bare column takes its value from the row with the
