@@ -143,6 +143,15 @@ def press_update(update_id: int, data: str) -> Raw:
     )
 
 
+async def add_bench_staff(app: Any) -> None:
+    """The admin whose updates the bench feeds."""
+    async with app.session_factory() as s:
+        await staff_service.add_or_update(
+            s, telegram_id=STAFF_ID, name="Bench", role=Role.ADMIN, locale="ru", actor=None
+        )
+        await s.commit()
+
+
 async def sample(session_factory: Any, n: int, seed: int) -> tuple[list[str], list[str]]:
     """Search texts (plate in Latin, phone fragment, VIN tail, surname) and card presses."""
     rng = random.Random(seed)
@@ -362,11 +371,8 @@ async def main() -> None:
     settings = load_settings(bot_token=TOKEN, database_url=url, telegram_api_url=api_url)
     app = build(settings)
     try:
+        await add_bench_staff(app)
         async with app.session_factory() as s:
-            await staff_service.add_or_update(
-                s, telegram_id=STAFF_ID, name="Bench", role=Role.ADMIN, locale="ru", actor=None
-            )
-            await s.commit()
             clients = await s.scalar(select(func.count()).select_from(Client))
         n = args.updates
         texts, presses = await sample(app.session_factory, n + args.warmup, args.seed)

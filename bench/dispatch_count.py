@@ -84,16 +84,7 @@ async def measure(args: argparse.Namespace) -> None:
     )
     app = bench.build(settings)
     try:
-        async with app.session_factory() as s:
-            await bench.staff_service.add_or_update(
-                s,
-                telegram_id=bench.STAFF_ID,
-                name="Bench",
-                role=bench.Role.ADMIN,
-                locale="ru",
-                actor=None,
-            )
-            await s.commit()
+        await bench.add_bench_staff(app)
         n, warm = args.updates, args.warmup
         texts, presses = await bench.sample(app.session_factory, n + warm, args.seed)
         uid = iter(range(1, 10**9))
