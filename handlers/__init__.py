@@ -8,6 +8,7 @@ callback press re-checks it too, since ``staff`` is reloaded for every update.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 from inspect import isclass
 from typing import Any
@@ -39,8 +40,8 @@ class Audience(Filter):
     router, so a staff member's update passes the clients' and strangers' routers at the
     cost of a call."""
 
-    def holds(self, staff: Staff | None, client: Client | None) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def holds(self, staff: Staff | None, client: Client | None) -> bool: ...
 
     async def __call__(
         self, event: TelegramObject, staff: Staff | None = None, client: Client | None = None
