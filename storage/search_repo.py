@@ -121,7 +121,9 @@ def _fields_in(fields: tuple[str, ...]) -> ColumnElement[bool]:
     return in_constants(SearchTerm.field, fields)
 
 
-def _part_selects(dialect: str, shape: Shape, *, with_term: bool = True) -> list[Select]:
+def _part_selects(
+    dialect: str, shape: Shape, *, with_term: bool = True
+) -> list[tuple[int, Select]]:
     """Every index lookup of a search, each with its own LIMIT: per folded form, the
     B-tree prefix select and (with words) the substring selects. Each row carries its
     ``part`` (PARTS × lookup + PREFIX, TEXT or CODES) and its tier: 0 the term itself,
@@ -129,10 +131,10 @@ def _part_selects(dialect: str, shape: Shape, *, with_term: bool = True) -> list
     trigram index ignores case, and a gram holds only the first GRAM characters).
     ``with_term``: the rows carry the term too (a search's page does not read it, and
     copying a few hundred names through its grouping was a twentieth of the SQLite work
-    of a surname search)."""
+    of a surname search). Returns each select with its ``part``."""
     cols = (SearchTerm.owner_type, SearchTerm.owner_id, SearchTerm.field, SearchTerm.term)
     cap = bindparam("cap", type_=Integer)
-    selects: list[Select] = []
+    selects: list[tuple[int, Select]] = []
     for i, (words, fields, text, codes) in enumerate(shape):
         term = bindparam(f"t{i}", type_=String)
         upper = bindparam(f"u{i}", type_=String)
@@ -200,7 +202,8 @@ def _part_selects(dialect: str, shape: Shape, *, with_term: bool = True) -> list
         for kind, stmt in parts:
             sub = stmt.subquery()
             cols_out = [c for c in sub.c if with_term or c.key != "term"]
-            selects.append(select(literal_column(str(PARTS * i + kind)).label("part"), *cols_out))
+            part = PARTS * i + kind
+            selects.append((part, select(literal_column(str(part)).label("part"), *cols_out)))
     return selects
 
 
@@ -208,7 +211,7 @@ def _lookup_selects(dialect: str, lookup: Lookup, cap: int) -> list[Select]:
     """The selects of one lookup as a search runs them, parameters bound: the prefix
     select, then the substring selects (for plans and tests)."""
     shape, params = _shape_and_params(dialect, [lookup], cap)
-    return [select_.params(**params) for select_ in _part_selects(dialect, shape)]
+    return [select_.params(**params) for _, select_ in _part_selects(dialect, shape)]
 
 
 def substring_query(dialect: str, words: Sequence[str], fields: Collection[str], cap: int) -> Any:
@@ -269,11 +272,16 @@ def _page_statement(
     tier, latest activity, name in code point order on both databases, id; LIMIT and
     OFFSET, the cars' counted after the clients when ``joined``); every row also carries
     the totals, and a page past the end is one row of totals alone."""
-    cand = union_all(*_part_selects(dialect, shape, with_term=False)).cte("cand")
+    parts = _part_selects(dialect, shape, with_term=False)
+    cand = union_all(*(select_ for _, select_ in parts)).cte("cand")
     owners_q: Select
     if dialect == "sqlite":
         # SQLite's own: next to min(), a bare column takes its value from the row with the
         # minimum. A third cheaper than the window below for a few hundred candidates.
+        # Grouped by one integer per owner (a car's id odd, a client's even) rather than
+        # by (type, id): SQLite's sorter compares a lone integer key without decoding the
+        # record, a twentieth of a surname search's SQLite work.
+        is_car = type_coerce(cand.c.owner_type == literal_column("'car'"), Integer)
         best = (
             select(
                 cand.c.owner_type,
@@ -281,7 +289,7 @@ def _page_statement(
                 cand.c.field,
                 func.min(cand.c.tier * PART_SPAN + cand.c.part).label("key"),
             )
-            .group_by(cand.c.owner_type, cand.c.owner_id)
+            .group_by(cand.c.owner_id * literal_column("2") + is_car)
             .subquery("best")
         )
         tier = best.c.key.op("/")(PART_SPAN)  # integer division
@@ -324,8 +332,15 @@ def _page_statement(
     n_cars = (
         select(func.count()).select_from(owners).where(owners.c.owner_type == "car")
     ).scalar_subquery()
-    per_part = select(func.count().label("n")).select_from(cand).group_by(cand.c.part).subquery()
-    capped = select(func.coalesce(func.max(per_part.c.n), 0)).scalar_subquery()
+    greatest: Any = func.max if dialect == "sqlite" else func.greatest
+    # The most rows any one lookup gave (it hit its cap if that is the cap): a count per
+    # part, each a scan of the candidates, rather than a GROUP BY and its sorter.
+    per_part = [
+        select(func.count()).select_from(cand).where(cand.c.part == literal_column(str(part)))
+        .scalar_subquery()
+        for part, _ in parts
+    ]  # fmt: skip
+    capped = per_part[0] if len(per_part) == 1 else greatest(*per_part)
 
     def ranking(tier: Any, activity: Any, name: Any, id_: Any) -> tuple[Any, ...]:
         # Names in code point order on both databases.
@@ -333,7 +348,6 @@ def _page_statement(
 
     offset = bindparam("offset", type_=Integer)
     limit = bindparam("limit", type_=Integer)
-    greatest: Any = func.max if dialect == "sqlite" else func.greatest
     pages = []
     for kind in ("client", "car"):
         model: type[Client] | type[Car] = Client if kind == "client" else Car
