@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select, text
 
 from storage.db import (
+    StatementCache,
     begin_immediate,
     begin_reads,
     make_engine,
@@ -139,3 +140,82 @@ async def test_one_write_among_reads_is_kept(sqlite_engine):
         await session.commit()
     async with factory() as session:
         assert await session.scalar(text("SELECT count(*) FROM staff")) == 1
+
+
+# --- the compiled-statement cache ----------------------------------------------------------
+
+
+class _Key:
+    """A statement key whose hash is counted (SQLAlchemy's are tuples; a tuple hashes its
+    items, so a counted item shows when the whole key was hashed)."""
+
+    hashed = 0
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __hash__(self) -> int:
+        _Key.hashed += 1
+        return hash(self.name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and other.name == self.name
+
+
+def _key(statement_key: tuple, dialect: object = "sqlite", columns: tuple = ()) -> tuple:
+    return (dialect, statement_key, columns, False, False)
+
+
+def test_a_statement_key_seen_before_is_found_without_hashing_it():
+    cache = StatementCache()
+    built_once = (_Key("select"), 1)
+    cache[_key(built_once)] = "compiled"
+    _Key.hashed = 0
+    for _ in range(3):
+        assert cache.get(_key(built_once)) == "compiled"
+    assert _Key.hashed == 0
+
+
+def test_an_equal_key_of_another_statement_is_found_by_hash_then_by_identity():
+    cache = StatementCache()
+    cache[_key((_Key("select"), 1))] = "compiled"
+    rebuilt = (_Key("select"), 1)  # the same statement built again: equal, not identical
+    _Key.hashed = 0
+    assert cache.get(_key(rebuilt)) == "compiled"
+    assert _Key.hashed == 1
+    assert cache.get(_key(rebuilt)) == "compiled"
+    assert _Key.hashed == 1
+
+
+def test_the_rest_of_the_key_still_counts():
+    cache = StatementCache()
+    statement = (_Key("select"), 1)
+    cache[_key(statement)] = "compiled"
+    assert cache.get(_key(statement, columns=("a",))) is None
+    assert cache.get(_key(statement, dialect="postgresql")) is None
+    assert cache.get(("another", "shape")) is None
+    with pytest.raises(KeyError):
+        cache[("another", "shape")]
+
+
+def test_keys_seen_once_do_not_grow_it_past_its_size():
+    cache = StatementCache(size=10)
+    for i in range(100):
+        cache[_key((_Key(f"select {i}"),))] = i
+    assert len(cache) <= 10 * 1.5  # SQLAlchemy's LRU trims in steps
+    assert len(cache._by_id) <= 10
+    del cache[_key((_Key("select 99"),))]
+    assert cache.get(_key((_Key("select 99"),))) is None
+
+
+async def test_the_engine_compiles_a_statement_once_and_finds_it_by_identity(sqlite_engine):
+    cache = sqlite_engine.sync_engine.get_execution_options()["compiled_cache"]
+    assert isinstance(cache, StatementCache)
+    statement = select(Staff.id).where(Staff.telegram_id == 1)
+    async with sqlite_engine.connect() as conn:
+        await conn.execute(statement)
+        size = len(cache)
+        for _ in range(3):
+            await conn.execute(statement)
+    assert len(cache) == size
+    assert id(statement._generate_cache_key().key) in cache._by_id
