@@ -49,6 +49,39 @@ def test_phone_display_shortcut_agrees_with_phonenumbers(digits: str):
     assert format_phone(digits) == normalize._format_parsed(digits)
 
 
+def test_no_country_has_numbers_shorter_than_the_guard_says():
+    import phonenumbers
+
+    shortest = min(
+        len(str(phonenumbers.country_code_for_region(region))) + min(lengths)
+        for region in phonenumbers.SUPPORTED_REGIONS
+        if (meta := phonenumbers.PhoneMetadata.metadata_for_region(region)) is not None
+        and (lengths := [n for n in meta.general_desc.possible_length if n > 0])
+    )
+    assert normalize.SHORTEST_INTERNATIONAL == shortest
+
+
+@given(
+    st.text(alphabet="0123456789+()- 8ABCXYZабв٠١٢", max_size=12),
+    st.sampled_from(["RU", "US", "NU", "DE", "AT", "KZ"]),
+)
+def test_what_the_guard_refuses_phonenumbers_refuses_too(text: str, region: str):
+    # The length guard only answers sooner: phonenumbers itself finds no valid number.
+    raw = normalize._nfkc(text).strip()
+    if sum(ch.isdigit() or ch.isalpha() for ch in raw) >= normalize._shortest_number(raw, region):
+        return
+    with pytest.raises(InvalidPhone):
+        normalize._parse_valid(raw, region)
+    with pytest.raises(InvalidPhone):
+        parse_phone(text, region)
+
+
+def test_a_search_fragment_is_not_parsed_as_a_number():
+    assert normalize._shortest_number("912345", "RU") == 7
+    assert normalize._shortest_number("+49301", "RU") == 6
+    assert normalize._shortest_number("4002", "NU") == 4  # Niue's own numbers have four
+
+
 def test_fragment_with_trunk_prefix_also_tries_country_code():
     assert phone_fragments("8945123") == ["8945123", "7945123"]
     assert phone_fragments("1231010") == ["1231010"]
