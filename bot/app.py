@@ -172,7 +172,7 @@ def build(settings: Settings, *, routers: Iterable[RouterFactory] = ROUTERS) -> 
     sms_gateway = make_sms_gateway(settings)
     smtp = make_smtp(settings)
     i18n = make_i18n(settings.default_locale)
-    search_service = SearchService(settings.search_boxes())
+    search_service = SearchService(settings.search_boxes(), region=settings.default_region)
     engine = make_engine(settings.database_url)
     session_factory = make_session_factory(engine)
     dp = build_dispatcher(

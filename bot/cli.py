@@ -274,7 +274,7 @@ async def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
                     return 2
                 staff_id = member.id
             ctx = FilterContext.for_day(staff_id, settings.tz)
-            service = SearchService(settings.search_boxes())
+            service = SearchService(settings.search_boxes(), region=settings.default_region)
             result = await service.search(
                 session, text, box=Box(args.box), filters=filters, ctx=ctx, limit=args.limit
             )

@@ -529,7 +529,7 @@ async def on_find(
     if not query:
         await message.answer(_("Send /tires and a place, a plate or a phone, like /tires A-3."))
         return
-    found = await tires.find_sets(session, query)
+    found = await tires.find_sets(session, query, settings.default_region)
     if not found:
         await message.answer(_("No tire sets found for «{query}».").format(query=q(query)))
         return

@@ -203,22 +203,35 @@ def _format_parsed(e164_digits: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
-def phone_fragments(text: str) -> list[str]:
+def phone_fragments(text: str, region: str = "RU") -> list[str]:
     """What a phone-like query may mean, as digit strings to find inside E.164 digits.
 
-    A full number gives its E.164 form; a fragment gives its digits and, where it starts
-    with the Russian trunk prefix 8, the same with the country code 7.
+    A full number (of ``region`` when written without ``+``) gives its E.164 form; a
+    fragment gives its digits and, where it starts with the region's trunk prefix, the
+    same with the country code instead (``8 945 12`` -> ``794512`` in Russia, ``030 12``
+    -> ``493012`` in Germany).
     """
     digits = digits_of(text)
     if not digits:
         return []
-    full = try_parse_phone(text)
+    full = try_parse_phone(text, region)
     if full is not None:
         return [full]
     variants = [digits]
-    if digits.startswith("8") and len(digits) >= 4:
-        variants.append("7" + digits[1:])
-    return variants
+    trunk, country_code = _trunk_prefix(region)
+    if trunk and digits.startswith(trunk) and len(digits) >= 4:
+        variants.append(country_code + digits[len(trunk) :])
+    return list(dict.fromkeys(variants))
+
+
+@functools.cache
+def _trunk_prefix(region: str) -> tuple[str, str]:
+    """The region's trunk prefix (``8`` in Russia, ``0`` in Germany; ``""`` where there is
+    none) and its country code, from phonenumbers' metadata."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if meta is None:
+        return "", ""
+    return meta.national_prefix or "", str(meta.country_code)
 
 
 def looks_like_phone(text: str) -> bool:
@@ -280,9 +293,12 @@ def _unique(terms: list[Term]) -> list[Term]:
     return list(dict.fromkeys(terms))
 
 
-def query_probes(text: str, fields: tuple[str, ...] | frozenset[str]) -> list[Term]:
+def query_probes(
+    text: str, fields: tuple[str, ...] | frozenset[str], region: str = "RU"
+) -> list[Term]:
     """How one typed query is looked for in each field: the query folded the way that
-    field's values are folded. Fields the query cannot match are left out."""
+    field's values are folded (a phone as a number of ``region``, the shop's own, when
+    written without ``+``). Fields the query cannot match are left out."""
     probes: list[Term] = []
     has_digit = bool(_DIGITS.search(text))
     has_letter = any(ch.isalpha() for ch in text)
@@ -304,7 +320,7 @@ def query_probes(text: str, fields: tuple[str, ...] | frozenset[str]) -> list[Te
         elif field == "phone":
             if not looks_like_phone(text):
                 continue
-            probes.extend(Term("phone", d) for d in phone_fragments(text) if len(d) >= 4)
+            probes.extend(Term("phone", d) for d in phone_fragments(text, region) if len(d) >= 4)
             continue
         else:  # pragma: no cover - settings validate field names
             raise ValueError(f"unknown search field {field!r}")

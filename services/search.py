@@ -100,7 +100,11 @@ class SearchService:
         boxes: Mapping[str, Iterable[str]] | None = None,
         *,
         cap: int = DEFAULT_CAP,
+        region: str = "RU",
     ) -> None:
+        """``region``: the shop's own (settings' ``default_region``), for phones typed
+        without ``+``: a full national number or a fragment starting with its trunk
+        prefix."""
         boxes = dict(boxes or DEFAULT_BOXES)
         self.boxes: dict[Box, tuple[str, ...]] = {
             Box(name): tuple(fields) for name, fields in boxes.items()
@@ -114,6 +118,7 @@ class SearchService:
             if unknown:
                 raise ValueError(f"unknown search fields: {sorted(unknown)}")
         self.cap = cap
+        self.region = region
 
     async def search(
         self,
@@ -143,7 +148,7 @@ class SearchService:
         if len(text) > MAX_QUERY_CHARS:
             result.problem = Problem.TOO_LONG
             return result
-        probes = query_probes(text, self.boxes[box])
+        probes = query_probes(text, self.boxes[box], self.region)
         if not probes:
             # A text that cannot match this box's fields (letters in the car box, say)
             # finds nothing; one without a letter or a digit is not a search at all.

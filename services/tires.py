@@ -13,6 +13,7 @@ Every change is audited. Services never commit: the caller does.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,8 +39,14 @@ MAX_FEE = 100_000_000  # kopecks: a million roubles
 FOUND_LIMIT = 20
 _PLACE = re.compile(r"^\s*([^\s/\-.]{1,20})\s*[\s/\-.]\s*([^\s/\-.]{1,20})\s*$")
 _TREAD = re.compile(r"^\s*(\d{1,2})(?:[.,](\d))?\s*(?:мм|mm)?\s*$", re.I)
-# Plates and phones find a set (names, cards and e-mails would find too much).
-_FINDER = SearchService({"client": ("phone",), "contact": ("phone",), "car": ("plate",)})
+
+
+@functools.cache
+def _finder(region: str) -> SearchService:
+    """Plates and phones find a set (names, cards and e-mails would find too much)."""
+    return SearchService(
+        {"client": ("phone",), "contact": ("phone",), "car": ("plate",)}, region=region
+    )
 
 
 class TireProblem(enum.StrEnum):
@@ -252,13 +259,13 @@ async def client_sets(session: AsyncSession, client_id: int) -> list[TireSet]:
     return list(rows)
 
 
-async def find_sets(session: AsyncSession, text: str) -> list[TireSet]:
+async def find_sets(session: AsyncSession, text: str, region: str = "RU") -> list[TireSet]:
     """Sets by place (``A-3``), by a car's plate or by a client's phone; stored first."""
     conditions: list[ColumnElement[bool]] = []
     place = parse_place(text)
     if place is not None:
         conditions.append((TireSet.rack == place[0]) & (TireSet.shelf == place[1]))
-    found = await _FINDER.search(session, text, box=Box.ANY, limit=FOUND_LIMIT)
+    found = await _finder(region).search(session, text, box=Box.ANY, limit=FOUND_LIMIT)
     client_ids = [hit.id for hit in found.clients]
     car_ids = [hit.id for hit in found.cars]
     if client_ids:

@@ -87,6 +87,26 @@ def test_fragment_with_trunk_prefix_also_tries_country_code():
     assert phone_fragments("1231010") == ["1231010"]
 
 
+@pytest.mark.parametrize(
+    ("typed", "region", "fragments"),
+    [
+        ("8 701 55", "KZ", ["870155", "770155"]),  # Kazakhstan: trunk 8, code 7, as Russia
+        ("030 12", "DE", ["03012", "493012"]),  # Germany: trunk 0, code 49
+        ("030 12", "RU", ["03012"]),  # in Russia 0 is no trunk prefix
+        ("030 12345678", "DE", ["493012345678"]),  # a whole German number
+        ("1 212 55", "US", ["121255"]),  # trunk 1 and code 1: one fragment, not two
+        ("555-0199", "US", ["5550199"]),
+    ],
+)
+def test_fragments_follow_the_shops_region(typed, region, fragments):
+    assert phone_fragments(typed, region) == fragments
+
+
+def test_query_probes_read_phones_in_the_shops_region():
+    assert {p.term for p in query_probes("030 1234 5678", ("phone",), "DE")} == {"493012345678"}
+    assert {p.term for p in query_probes("030 1234 5678", ("phone",))} == {"03012345678"}
+
+
 @pytest.mark.parametrize("typed", ["n123ap", "Н123АР", "н 123 ар", "h123ap", "N-123-AP", "н123ар"])
 def test_plate_alphabets_fold_together(typed):
     assert normalize_plate(typed) == "Н123АР"

@@ -113,6 +113,17 @@ async def test_phone_as_people_write_it(session, shop, service, typed):
     assert client_ids(result) == [shop["ivanov"].id]
 
 
+async def test_phones_typed_as_the_shops_region_writes_them(session):
+    """A shop outside Russia (settings' ``default_region``) finds its clients by numbers
+    written its own way: whole, or a fragment after its trunk prefix."""
+    berlin = await add_client(session, "Müller Hans", phone="+49 30 12345678")
+    await session.commit()
+    german = SearchService(region="DE")
+    for typed in ("030 1234 5678", "030 12345678", "030 12", "+49 30 1234 5678", "1234 56"):
+        assert client_ids(await german.search(session, typed)) == [berlin.id], typed
+    assert client_ids(await SearchService().search(session, "030 12")) == []
+
+
 @pytest.mark.parametrize("typed", ["n123ap", "Н123АР", "н 123 ар 77", "h123", "123ap", "N123AP77"])
 async def test_plate_in_either_alphabet(session, shop, service, typed):
     result = await service.search(session, typed)

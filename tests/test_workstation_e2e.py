@@ -375,3 +375,16 @@ def test_every_button_prefix_is_unique():
     prefixes = [c.__prefix__ for c in mine]
     assert len(mine) > 10
     assert len(prefixes) == len(set(prefixes)), sorted(prefixes)
+
+
+async def test_a_shop_outside_russia_finds_phones_written_its_own_way(db_url):
+    """settings' ``default_region`` reaches the search: a German shop types its clients'
+    numbers with the trunk 0, as a whole or in part."""
+    async with running_bot(db_url, default_region="DE") as bot:
+        await bot.add_staff(MASTER, "Hans Meister", Role.MASTER)
+        async with bot.app.session_factory() as s:
+            await make_client(s, "Müller Hans", "+49 30 12345678")
+            await s.commit()
+        for typed in ("030 1234 5678", "030 12"):
+            out = await bot.send(MASTER, typed)
+            assert "Müller Hans" in out.text, typed
