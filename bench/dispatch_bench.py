@@ -29,12 +29,14 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import aiohttp  # noqa: E402
 from aiogram.types import Update  # noqa: E402
 from aiohttp import web  # noqa: E402
 from sqlalchemy import func, or_, select  # noqa: E402
@@ -54,15 +56,80 @@ LATIN = dict(zip("АВЕКМНОРСТУХ", "ABEKMHOPCTYX", strict=True))
 
 # --- a Bot API that answers at once ---------------------------------------------------------
 
+# Telegram's answer to sendMessage or editMessageText is the message as it now stands: the
+# text as the user reads it, its formatting as entities and the keyboard sent with it; a
+# press on a button brings that message again, in the callback query. Both are parsed by
+# the bot (aiogram builds a model of every button), so the stand-in answers in full.
+_ENTITY = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "code": "code",
+    "pre": "pre",
+    "a": "text_link",
+    "tg-spoiler": "spoiler",
+    "blockquote": "blockquote",
+}
 
-def _message(chat_id: int, message_id: int, text: str) -> dict[str, Any]:
-    return {
+
+class _Html(HTMLParser):
+    """Telegram's HTML as it stores it: plain text and entities, offsets in UTF-16."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.at = 0
+        self.open: list[dict[str, Any]] = []
+        self.entities: list[dict[str, Any]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        entity: dict[str, Any] = {"type": _ENTITY.get(tag, tag), "offset": self.at}
+        if tag == "a":
+            entity["url"] = dict(attrs).get("href") or ""
+        self.open.append(entity)
+
+    def handle_endtag(self, tag: str) -> None:
+        entity = self.open.pop()  # the bot's HTML is well formed (tests/botapi.py checks it)
+        entity["length"] = self.at - entity["offset"]
+        if entity["length"]:
+            self.entities.append(entity)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        self.at += len(data.encode("utf-16-le")) // 2
+
+
+def _message(chat_id: int, message_id: int, params: dict[str, Any]) -> dict[str, Any]:
+    text = str(params.get("text") or "")
+    message: dict[str, Any] = {
         "message_id": message_id,
         "date": int(time.time()),
         "chat": {"id": chat_id, "type": "private"},
         "from": {"id": 1, "is_bot": True, "first_name": "ccbot", "username": "ccbot"},
-        "text": text[:50],
+        "text": text,
     }
+    if str(params.get("parse_mode") or "").upper() == "HTML":
+        html = _Html()
+        html.feed(text)
+        html.close()
+        message["text"] = "".join(html.text)
+        if html.entities:
+            message["entities"] = sorted(html.entities, key=lambda e: e["offset"])
+    markup = params.get("reply_markup")
+    if isinstance(markup, str):  # a form-encoded request carries it as JSON
+        markup = json.loads(markup)
+    if isinstance(markup, dict) and "inline_keyboard" in markup:
+        message["reply_markup"] = markup
+    return message
+
+
+LAST: dict[str, Any] = {}  # the last message the bot sent or edited, for GET /last
 
 
 async def _answer(request: web.Request) -> web.Response:
@@ -74,9 +141,10 @@ async def _answer(request: web.Request) -> web.Response:
         params = dict(await request.post())
     if method in ("sendmessage", "editmessagetext"):
         chat_id = int(params.get("chat_id") or STAFF_ID)
-        result: Any = _message(
-            chat_id, int(params.get("message_id") or 1), str(params.get("text"))
-        )
+        result: Any = _message(chat_id, int(params.get("message_id") or 1), params)
+        if method == "editmessagetext":
+            result["edit_date"] = int(time.time())
+        LAST["message"] = result
     elif method == "getme":
         result = {"id": 1, "is_bot": True, "first_name": "ccbot", "username": "ccbot"}
     else:
@@ -84,9 +152,32 @@ async def _answer(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "result": result})
 
 
+async def _last(request: web.Request) -> web.Response:
+    return web.json_response(LAST.get("message"))
+
+
+async def last_screen(api_url: str) -> dict[str, Any]:
+    """The message the bot last sent or edited, as Telegram holds it: the screen a press
+    comes from (a press on a card's button brings the card's message with it)."""
+    async with aiohttp.ClientSession() as http, http.get(f"{api_url}/last") as response:
+        screen = await response.json()
+    if not screen:
+        raise RuntimeError("the bot has not sent a screen yet")
+    return dict(screen)
+
+
+def describe(screen: dict[str, Any]) -> str:
+    buttons = sum(len(row) for row in screen.get("reply_markup", {}).get("inline_keyboard", []))
+    return (
+        f"a screen of {len(screen.get('text', ''))} characters, "
+        f"{len(screen.get('entities', []))} entities and {buttons} buttons"
+    )
+
+
 async def start_api() -> tuple[web.AppRunner, str]:
     app = web.Application()
     app.router.add_post("/bot{token}/{method}", _answer)
+    app.router.add_get("/last", _last)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -122,7 +213,16 @@ def text_update(update_id: int, text: str) -> Raw:
     )
 
 
-def press_update(update_id: int, data: str) -> Raw:
+def press_update(update_id: int, data: str, screen: dict[str, Any] | None = None) -> Raw:
+    """A press on a button of ``screen`` (a message as ``last_screen`` gives it), or of a
+    bare message."""
+    message = screen or {
+        "message_id": 1,
+        "date": int(time.time()),
+        "chat": _CHAT,
+        "from": {"id": 1, "is_bot": True, "first_name": "ccbot"},
+        "text": "x",
+    }
     return json.dumps(
         {
             "update_id": update_id,
@@ -131,13 +231,7 @@ def press_update(update_id: int, data: str) -> Raw:
                 "from": _USER,
                 "chat_instance": "bench",
                 "data": data,
-                "message": {
-                    "message_id": 1,
-                    "date": int(time.time()),
-                    "chat": _CHAT,
-                    "from": {"id": 1, "is_bot": True, "first_name": "ccbot"},
-                    "text": "x",
-                },
+                "message": message,
             },
         }
     )
@@ -377,14 +471,19 @@ async def main() -> None:
         n = args.updates
         texts, presses = await sample(app.session_factory, n + args.warmup, args.seed)
         uid = iter(range(1, 10**9))
-        warm = [text_update(next(uid), t) for t in texts[: args.warmup]]
-        warm += [press_update(next(uid), p) for p in presses[: args.warmup]]
-        await feed(app, warm)
+        await feed(app, [text_update(next(uid), t) for t in texts[: args.warmup]])
+        await feed(app, [press_update(next(uid), presses[0])])
+        screen = await last_screen(api_url)  # a card: every press comes from it
+        await feed(app, [press_update(next(uid), p, screen) for p in presses[: args.warmup]])
 
         results = []
+
+        def press_on_card(update_id: int, data: str) -> Raw:
+            return press_update(update_id, data, screen)
+
         for kind, make, items in (
             ("search message", text_update, texts[args.warmup :]),
-            ("card press", press_update, presses[args.warmup :]),
+            ("card press", press_on_card, presses[args.warmup :]),
         ):
             updates = [make(next(uid), item) for item in items[:n]]
             lat, wall = await feed(app, updates)
@@ -427,7 +526,7 @@ async def main() -> None:
         ):
             floor = floor_app(api_url, calls=calls)
             try:
-                presses_ = [press_update(next(uid), "x") for _ in range(args.warmup + n)]
+                presses_ = [press_update(next(uid), "x", screen) for _ in range(args.warmup + n)]
                 await feed(floor, presses_[: args.warmup])
                 lat, wall = await feed(floor, presses_[args.warmup :])
                 results.append(
@@ -456,6 +555,7 @@ async def main() -> None:
         f"Bot API answered in {where}; load average {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after ({os.cpu_count()} CPUs)"
     )
+    print(f"Presses come from {describe(screen)}")
     print(
         f"\n| update | n | p50 ms | p95 ms | updates/s (one at a time) | "
         f"updates/s ({args.concurrency} at a time) | CPU ms per update | updates/s per CPU "

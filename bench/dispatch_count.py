@@ -89,7 +89,10 @@ async def measure(args: argparse.Namespace) -> None:
         texts, presses = await bench.sample(app.session_factory, n + warm, args.seed)
         uid = iter(range(1, 10**9))
         await bench.feed(app, [bench.text_update(next(uid), t) for t in texts[:warm]])
-        await bench.feed(app, [bench.press_update(next(uid), p) for p in presses[:warm]])
+        await bench.feed(app, [bench.press_update(next(uid), presses[0])])
+        screen = await bench.last_screen(api_url)  # a card: every press comes from it
+        print(f"Presses come from {bench.describe(screen)}", flush=True)
+        await bench.feed(app, [bench.press_update(next(uid), p, screen) for p in presses[:warm]])
 
         async def counted(target: Any, label: str, updates: list[str]) -> None:
             dll.count_start()
@@ -98,11 +101,13 @@ async def measure(args: argparse.Namespace) -> None:
             dll.count_stop(label.encode())
 
         await counted(app, KINDS[0], [bench.text_update(next(uid), t) for t in texts[warm:]])
-        await counted(app, KINDS[1], [bench.press_update(next(uid), p) for p in presses[warm:]])
+        await counted(
+            app, KINDS[1], [bench.press_update(next(uid), p, screen) for p in presses[warm:]]
+        )
         for label, calls in zip(KINDS[2:], (False, True), strict=True):
             floor = bench.floor_app(api_url, calls=calls)
             try:
-                updates = [bench.press_update(next(uid), "x") for _ in range(warm + n)]
+                updates = [bench.press_update(next(uid), "x", screen) for _ in range(warm + n)]
                 await bench.feed(floor, updates[:warm])
                 await counted(floor, label, updates[warm:])
             finally:
