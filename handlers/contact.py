@@ -44,7 +44,7 @@ from sqlalchemy.orm import selectinload
 
 from bot.config import Settings
 from handlers import IsStaff, Magic, fmt, navigation, screens
-from handlers.callbacks import ClientTab, ContactMenu, OpenClient
+from handlers.callbacks import ClientTab, ContactMenu, OpenClient, Packed
 from handlers.fmt import q
 from handlers.screens import keyboard
 from services import contacts, messaging
@@ -77,7 +77,7 @@ CALL_BACK_TOMORROW = clock(10, 0)  # shop time
 # --- buttons ---------------------------------------------------------------------------
 
 
-class ContactEdit(CallbackData, prefix="ce"):
+class ContactEdit(Packed, CallbackData, prefix="ce"):
     """Contact rows: ``list``, ``add`` (pick the kind), ``new`` (ask the value of ``kind``),
     ``edit`` (ask the new value), ``kind`` (change the kind), ``ask`` / ``del`` (delete,
     asked first), ``main`` (make it the main phone)."""
@@ -88,19 +88,19 @@ class ContactEdit(CallbackData, prefix="ce"):
     kind: str = ""
 
 
-class CallResult(CallbackData, prefix="cr"):
+class CallResult(Packed, CallbackData, prefix="cr"):
     client_id: int
     outcome: str  # reached | no_answer | cb1 | cb3 | cbt (call back: 1 h, 3 h, tomorrow)
 
 
-class Outgoing(CallbackData, prefix="cs"):
+class Outgoing(Packed, CallbackData, prefix="cs"):
     """SMS, e-mail and Telegram dialogs: ``send``, ``cancel``, ``nosubject``."""
 
     client_id: int
     action: str
 
 
-class LogForm(CallbackData, prefix="cg"):
+class LogForm(Packed, CallbackData, prefix="cg"):
     """Register a contact: ``kind``, ``dir``, ``result`` (toggled), ``follow``, ``save``."""
 
     client_id: int
@@ -108,12 +108,12 @@ class LogForm(CallbackData, prefix="cg"):
     value: str = ""
 
 
-class EventDone(CallbackData, prefix="evd"):
+class EventDone(Packed, CallbackData, prefix="evd"):
     event_id: int
     page: int = 0  # the Events tab page to show again
 
 
-class EventsAllDone(CallbackData, prefix="eva"):
+class EventsAllDone(Packed, CallbackData, prefix="eva"):
     client_id: int
     page: int = 0
 
