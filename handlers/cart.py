@@ -145,13 +145,15 @@ def _car_label(car: cards.ClientCarInfo) -> str:
 
 
 async def cart_tab(card: cards.ClientCard, ctx: ScreenContext) -> Screen:
-    """The Cart tab of the card: the cart of the car with lines, else the first car's."""
+    """The Cart tab of the card (read by the caller): the cart of the car with lines, else
+    the first car's."""
+    ctx.require(Permission.CART_VIEW)
     counts = await carts.counts(ctx.session, card.id)
     car_ids = [c.id for c in card.cars]
     car_id = next((c for c in car_ids if counts.get(c)), None)
     if car_id is None and not counts.get(None):
         car_id = car_ids[0] if car_ids else None
-    return await cart_screen(CartView(client_id=card.id, car_id=car_id or 0), ctx)
+    return await _cart(card, car_id or 0, counts, ctx)
 
 
 async def cart_screen(cb: CartView, ctx: ScreenContext) -> Screen:
@@ -159,11 +161,17 @@ async def cart_screen(cb: CartView, ctx: ScreenContext) -> Screen:
     card = await cards.client_card(ctx.session, cb.client_id)
     if card is None:
         raise Stale("client")
-    car = next((c for c in card.cars if c.id == cb.car_id), None)
-    if cb.car_id and car is None:
+    return await _cart(card, cb.car_id, await carts.counts(ctx.session, card.id), ctx)
+
+
+async def _cart(
+    card: cards.ClientCard, car_id: int, counts: dict[int | None, int], ctx: ScreenContext
+) -> Screen:
+    """The cart of ``car_id`` (0: goods without a car); ``counts``: lines in each cart."""
+    car = next((c for c in card.cars if c.id == car_id), None)
+    if car_id and car is None:
         raise Stale("car")
-    view = await carts.view(ctx.session, card.id, cb.car_id or None)
-    counts = await carts.counts(ctx.session, card.id)
+    view = await carts.view(ctx.session, card.id, car_id or None)
     staff = ctx.staff
     where = (
         _("for {car}").format(car=q(f"{_car_label(car)} · {car.name}"))
@@ -203,7 +211,6 @@ async def cart_screen(cb: CartView, ctx: ScreenContext) -> Screen:
         lines += ["", "<b>" + _("Total: {amount}").format(amount=fmt.money(view.total)) + "</b>"]
     else:
         lines.append(_("The cart is empty."))
-    car_id = cb.car_id
     builder = InlineKeyboardBuilder()
     edits = []
     for no, p in enumerate(view.lines, start=1):
