@@ -15,8 +15,8 @@ import redis.asyncio as aioredis
 
 from bot.delivery import DeliveryWorker
 from bot.pacing import LocalPacer, RedisPacer
-from tests.test_delivery import Shop, max_in_window
-from tests.test_delivery import shop as shop  # the fixture, reused here
+from tests.delivery_support import Shop, max_in_window
+from tests.delivery_support import shop as shop  # the fixture
 
 
 @pytest.fixture
