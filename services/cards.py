@@ -414,12 +414,13 @@ async def _page(
     # The total comes with the page (a window count over every matching row); only a page
     # past the end needs a statement of its own for it.
     rows = (
-        await session.execute(
+        await read(
+            session,
             select(*DOCUMENT_ROW_COLUMNS, func.count().over())
             .where(*conditions)
             .order_by(Document.date.desc(), Document.id.desc())
             .offset(offset)
-            .limit(limit)
+            .limit(limit),
         )
     ).all()
     total = await _page_total(session, rows[0][-1] if rows else None, lambda: conditions, offset)
@@ -439,8 +440,8 @@ async def _page_total(
         return int(window)
     if not offset:
         return 0
-    total = await session.scalar(select(func.count()).select_from(Document).where(*conditions()))
-    return int(total or 0)
+    count = select(func.count()).select_from(Document).where(*conditions())
+    return int((await read(session, count)).scalar() or 0)
 
 
 async def car_history(
@@ -527,11 +528,12 @@ class DocumentView:
 async def document_lines(session: AsyncSession, document_id: int) -> DocumentView | None:
     """The works and goods of one document (the Works and Goods tabs), or None."""
     head = (
-        await session.execute(select(*DOCUMENT_ROW_COLUMNS).where(Document.id == document_id))
+        await read(session, select(*DOCUMENT_ROW_COLUMNS).where(Document.id == document_id))
     ).one_or_none()
     if head is None:
         return None
-    lines = await session.execute(
+    lines: Any = await read(  # rows of the eleven columns below
+        session,
         select(
             DocumentLine.kind,
             DocumentLine.line_no,
@@ -546,7 +548,7 @@ async def document_lines(session: AsyncSession, document_id: int) -> DocumentVie
             DocumentLine.shipped_qty_milli,
         )
         .where(DocumentLine.document_id == document_id)
-        .order_by(DocumentLine.line_no, DocumentLine.id)
+        .order_by(DocumentLine.line_no, DocumentLine.id),
     )
     works: list[WorkLine] = []
     goods: list[GoodsLine] = []
