@@ -44,8 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession  # noqa: E402
 
 from bot import loop  # noqa: E402
 from services.demo import generate  # noqa: E402
-from services.normalize import query_probes  # noqa: E402
-from services.search import Box, SearchService, _words  # noqa: E402
+from services.search import SearchService  # noqa: E402
 from storage import search_repo  # noqa: E402
 from storage.db import make_engine, make_session_factory  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
@@ -361,22 +360,16 @@ async def floor(engine: AsyncEngine, n: int = 200) -> tuple[float, float, float]
 
 
 async def explain(engine: AsyncEngine, queries: dict[str, list[str]]) -> None:
-    """The plan of the substring lookup of each kind's first query, as the service runs it."""
+    """The plans of the lookups of each kind's first query, as the service makes them."""
     dialect = engine.dialect.name
     service = SearchService()
     async with make_session_factory(engine)() as session:
         for kind in KINDS:
             q = queries[kind][0]
-            probes = query_probes(q, service.boxes[Box.ANY])
-            by_term: dict[str, set[str]] = {}
-            for probe in probes:
-                by_term.setdefault(probe.term, set()).add(probe.field)
-            for term, fields in by_term.items():
-                words = _words(term, fields)
-                stmts = [("prefix", search_repo.prefix_query(dialect, term, fields, service.cap))]
-                if words:
-                    sub = search_repo.substring_query(dialect, words, fields, service.cap)
-                    stmts.append(("substring", sub))
+            for lookup in service.lookups(q):
+                selects = search_repo.lookup_selects(dialect, lookup, service.cap)
+                stmts = [("prefix" if i == 0 else "substring", s) for i, s in enumerate(selects)]
+                term, fields = lookup.term, lookup.fields
                 for label, stmt in stmts:
                     sql = str(
                         stmt.compile(

@@ -120,6 +120,17 @@ class SearchService:
         self.cap = cap
         self.region = region
 
+    def lookups(self, text: str, box: Box = Box.ANY) -> list[search_repo.Lookup]:
+        """The index lookups a search for ``text`` in ``box`` makes: the text folded for
+        each field, forms folded alike looked up together."""
+        by_term: dict[str, set[str]] = {}
+        for probe in query_probes(text, self.boxes[box], self.region):
+            by_term.setdefault(probe.term, set()).add(probe.field)
+        return [
+            search_repo.Lookup(term, frozenset(fields), tuple(_words(term, fields)))
+            for term, fields in by_term.items()
+        ]
+
     async def search(
         self,
         session: AsyncSession,
@@ -148,22 +159,13 @@ class SearchService:
         if len(text) > MAX_QUERY_CHARS:
             result.problem = Problem.TOO_LONG
             return result
-        probes = query_probes(text, self.boxes[box], self.region)
-        if not probes:
+        lookups = self.lookups(text, box)
+        if not lookups:
             # A text that cannot match this box's fields (letters in the car box, say)
             # finds nothing; one without a letter or a digit is not a search at all.
             if not any(ch.isalnum() for ch in text):
                 result.problem = Problem.NOTHING_TO_SEARCH
             return result
-
-        # Probes with the same folded text are looked up together.
-        by_term: dict[str, set[str]] = {}
-        for probe in probes:
-            by_term.setdefault(probe.term, set()).add(probe.field)
-        lookups = [
-            search_repo.Lookup(term, frozenset(fields), tuple(_words(term, fields)))
-            for term, fields in by_term.items()
-        ]
         condition = None
         if filters:
             if ctx is None:

@@ -207,7 +207,7 @@ def _part_selects(
     return selects
 
 
-def _lookup_selects(dialect: str, lookup: Lookup, cap: int) -> list[Select]:
+def lookup_selects(dialect: str, lookup: Lookup, cap: int) -> list[Select]:
     """The selects of one lookup as a search runs them, parameters bound: the prefix
     select, then the substring selects (for plans and tests)."""
     shape, params = _shape_and_params(dialect, [lookup], cap)
@@ -217,7 +217,7 @@ def _lookup_selects(dialect: str, lookup: Lookup, cap: int) -> list[Select]:
 def substring_query(dialect: str, words: Sequence[str], fields: Collection[str], cap: int) -> Any:
     """Terms of ``fields`` that contain every word (each of 3+ characters), through the
     substring indexes: the substring selects of a search for one lookup."""
-    selects = _lookup_selects(dialect, Lookup(words[0], frozenset(fields), tuple(words)), cap)[1:]
+    selects = lookup_selects(dialect, Lookup(words[0], frozenset(fields), tuple(words)), cap)[1:]
     if not selects:
         raise ValueError("no substring index for these fields")
     return selects[0] if len(selects) == 1 else union_all(*selects)
@@ -226,7 +226,7 @@ def substring_query(dialect: str, words: Sequence[str], fields: Collection[str],
 def prefix_query(dialect: str, term: str, fields: Collection[str], cap: int) -> Select:
     """Terms of ``fields`` equal to or starting with ``term`` (B-tree range): the prefix
     select of a search for one lookup."""
-    return _lookup_selects(dialect, Lookup(term, frozenset(fields), ()), cap)[0]
+    return lookup_selects(dialect, Lookup(term, frozenset(fields), ()), cap)[0]
 
 
 async def substring_candidates(
