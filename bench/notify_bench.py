@@ -35,6 +35,7 @@ from sqlalchemy import func, insert, select, update  # noqa: E402
 from bot import loop  # noqa: E402
 from bot.app import build  # noqa: E402
 from bot.config import load_settings  # noqa: E402
+from bot.pacing import busiest_window  # noqa: E402
 from handlers import alerts  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.models import Notification, NotificationState  # noqa: E402
@@ -88,15 +89,6 @@ class Api:
 
 async def _render(session: Any, row: Notification, ctx: alerts.AlertContext) -> alerts.Rendered:
     return alerts.Rendered(f"notification {row.id}")
-
-
-def max_in_window(moments: list[float], window: float = 1.0) -> int:
-    best, start = 0, 0
-    for end, at in enumerate(moments):
-        while at - moments[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 async def prepare_database(kind: str) -> str:
@@ -189,7 +181,7 @@ def summarize(
         "bound": bound,
         "over": elapsed / bound - 1 if bound else 0.0,
         "rate": (count - 1) / (arrivals[-1] - arrivals[0]) if count > 1 else 0.0,
-        "max_1s": max_in_window(arrivals),
+        "max_1s": busiest_window(arrivals),
         "gap_p50_ms": statistics.median(gaps) * 1000 if gaps else 0.0,
         "gap_p99_ms": statistics.quantiles(gaps, n=100)[98] * 1000 if len(gaps) > 100 else 0.0,
         "first_after_ms": (arrivals[0] - started) * 1000,

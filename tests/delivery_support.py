@@ -97,13 +97,3 @@ async def shop(db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Sh
             yield Shop(api, app, worker)
         finally:
             await app.close()
-
-
-def max_in_window(moments: list[float], window: float = 1.0) -> int:
-    moments = sorted(moments)
-    best, start = 0, 0
-    for end, at in enumerate(moments):
-        while at - moments[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best

@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.delivery import DeliveryWorker
-from bot.pacing import LocalPacer, RedisPacer
-from tests.delivery_support import Shop, max_in_window
+from bot.pacing import LocalPacer, RedisPacer, busiest_window
+from tests.delivery_support import Shop
 from tests.delivery_support import shop as shop  # the fixture
 
 
@@ -47,7 +49,7 @@ async def test_two_workers_share_the_overall_rate(pacers: list[RedisPacer]):
     a, b = await asyncio.gather(
         _acquire_all(first, list(range(1, 16))), _acquire_all(second, list(range(16, 31)))
     )
-    assert max_in_window(a + b) <= 21
+    assert busiest_window(a + b) <= 21
     assert time.monotonic() - started >= 1.3
 
     # The same two workers with limits of their own would each spend 20 a second.
@@ -55,7 +57,7 @@ async def test_two_workers_share_the_overall_rate(pacers: list[RedisPacer]):
     a, b = await asyncio.gather(
         _acquire_all(local[0], list(range(1, 21))), _acquire_all(local[1], list(range(21, 41)))
     )
-    assert max_in_window(a + b) > 25
+    assert busiest_window(a + b) > 25
 
 
 async def test_two_workers_keep_one_chat_to_one_message_per_interval(pacers: list[RedisPacer]):
@@ -130,7 +132,7 @@ async def test_two_workers_on_postgresql_send_within_one_budget(shop: Shop, redi
         [f"c{chat}" for chat in chats] + [f"again {n}" for n in range(3)]
     )
     # Unshared, two workers would reach 40 in a second; a send's own jitter may add one.
-    assert max_in_window([c.wall for c in sent]) <= rate + 2
+    assert busiest_window([c.wall for c in sent]) <= rate + 2
     to_first = sorted(c.wall for c in sent if int(c.params["chat_id"]) == chats[0])
     assert min(b - a for a, b in itertools.pairwise(to_first)) >= interval * 0.8
 
@@ -150,3 +152,12 @@ async def test_the_app_shares_the_limits_only_when_redis_is_set(sqlite_url: str,
         finally:
             await shared.close()
             await alone.close()
+
+
+@given(st.lists(st.floats(min_value=0, max_value=10, allow_nan=False), max_size=40))
+def test_the_busiest_window_is_the_most_moments_any_window_holds(moments: list[float]):
+    by_brute_force = max(
+        (sum(start <= m < start + 1.0 for m in moments) for start in moments), default=0
+    )
+    assert busiest_window(moments) == by_brute_force
+    assert busiest_window([0.0, 0.5, 0.99, 1.0, 1.5]) == 3  # a window is [start, start + 1)
