@@ -354,29 +354,6 @@ async def test_selection_history_and_oem_catalogue_on_the_car_card(db_url):
         assert "OEM каталог" in text and "oem" not in text  # the source in words, translated
 
 
-def test_every_button_prefix_is_unique():
-    """Two kinds of button with one prefix would be read as each other."""
-    import importlib
-    import pkgutil
-
-    from aiogram.filters.callback_data import CallbackData
-
-    import handlers
-
-    for info in pkgutil.iter_modules(handlers.__path__):
-        importlib.import_module(f"handlers.{info.name}")
-
-    def subclasses(cls):
-        for sub in cls.__subclasses__():
-            yield sub
-            yield from subclasses(sub)
-
-    mine = [c for c in subclasses(CallbackData) if c.__module__.startswith("handlers.")]
-    prefixes = [c.__prefix__ for c in mine]
-    assert len(mine) > 10
-    assert len(prefixes) == len(set(prefixes)), sorted(prefixes)
-
-
 async def test_a_shop_outside_russia_finds_phones_written_its_own_way(db_url):
     """settings' ``default_region`` reaches the search: a German shop types its clients'
     numbers with the trunk 0, as a whole or in part."""
