@@ -28,6 +28,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -423,6 +424,18 @@ async def feed(app: Any, updates: list[Raw]) -> tuple[list[float], float]:
     return latencies, time.perf_counter() - started
 
 
+async def warm_up(
+    app: Any, api_url: str, texts: list[str], presses: list[str], uid: Iterator[int]
+) -> dict[str, Any]:
+    """Feeds ``texts`` and ``presses`` untimed; returns the screen every measured press
+    comes from: the card the first press opened, as the stand-in holds it."""
+    await feed(app, [text_update(next(uid), t) for t in texts])
+    await feed(app, [press_update(next(uid), presses[0])])
+    screen = await last_screen(api_url)
+    await feed(app, [press_update(next(uid), p, screen) for p in presses])
+    return screen
+
+
 async def feed_concurrently(app: Any, updates: list[Raw], concurrency: int) -> float:
     queue: asyncio.Queue[Raw] = asyncio.Queue()
     for u in updates:
@@ -471,10 +484,7 @@ async def main() -> None:
         n = args.updates
         texts, presses = await sample(app.session_factory, n + args.warmup, args.seed)
         uid = iter(range(1, 10**9))
-        await feed(app, [text_update(next(uid), t) for t in texts[: args.warmup]])
-        await feed(app, [press_update(next(uid), presses[0])])
-        screen = await last_screen(api_url)  # a card: every press comes from it
-        await feed(app, [press_update(next(uid), p, screen) for p in presses[: args.warmup]])
+        screen = await warm_up(app, api_url, texts[: args.warmup], presses[: args.warmup], uid)
 
         results = []
 

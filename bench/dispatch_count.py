@@ -88,11 +88,8 @@ async def measure(args: argparse.Namespace) -> None:
         n, warm = args.updates, args.warmup
         texts, presses = await bench.sample(app.session_factory, n + warm, args.seed)
         uid = iter(range(1, 10**9))
-        await bench.feed(app, [bench.text_update(next(uid), t) for t in texts[:warm]])
-        await bench.feed(app, [bench.press_update(next(uid), presses[0])])
-        screen = await bench.last_screen(api_url)  # a card: every press comes from it
+        screen = await bench.warm_up(app, api_url, texts[:warm], presses[:warm], uid)
         print(f"Presses come from {bench.describe(screen)}", flush=True)
-        await bench.feed(app, [bench.press_update(next(uid), p, screen) for p in presses[:warm]])
 
         async def counted(target: Any, label: str, updates: list[str]) -> None:
             dll.count_start()

@@ -368,9 +368,8 @@ async def explain(engine: AsyncEngine, queries: dict[str, list[str]]) -> None:
             q = queries[kind][0]
             for lookup in service.lookups(q):
                 selects = search_repo.lookup_selects(dialect, lookup, service.cap)
-                stmts = [("prefix" if i == 0 else "substring", s) for i, s in enumerate(selects)]
-                term, fields = lookup.term, lookup.fields
-                for label, stmt in stmts:
+                for i, stmt in enumerate(selects):  # the prefix select, then the substring's
+                    label = "prefix" if i == 0 else "substring"
                     sql = str(
                         stmt.compile(
                             dialect=engine.dialect, compile_kwargs={"literal_binds": True}
@@ -382,7 +381,10 @@ async def explain(engine: AsyncEngine, queries: dict[str, list[str]]) -> None:
                         else "EXPLAIN (ANALYZE, BUFFERS) "
                     )
                     rows = (await session.execute(text(prefix + sql))).all()
-                    print(f"\n-- {dialect} {kind} {q!r} -> {label} {term!r} in {sorted(fields)}")
+                    print(
+                        f"\n-- {dialect} {kind} {q!r} -> {label} {lookup.term!r} "
+                        f"in {sorted(lookup.fields)}"
+                    )
                     for row in rows:
                         print("   ", row[-1])
                     await session.rollback()
